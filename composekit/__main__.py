@@ -1,0 +1,3 @@
+from composekit.entry import main
+
+main()

@@ -1,0 +1,378 @@
+"""ComposeProject: the only module that talks to python-on-whales / Docker Compose.
+
+Structured calls (config, ps, up, down, logs, build) go through python-on-whales; calls whose
+output must be streamed line by line, or kept binary (``pg_dump -Fc``), use the very same
+``docker compose`` command line python-on-whales builds, run through :mod:`composekit.proc`.
+Every Docker failure leaves here as a :class:`~composekit.errors.ComposekitError`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from composekit import proc
+from composekit.errors import ConfigError, DockerError
+
+MIN_COMPOSE = (2, 20, 0)
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    service: str
+    name: str
+    state: str  # running, exited, ...
+    health: str | None  # healthy, unhealthy, starting, None (no healthcheck)
+    image_id: str
+    exit_code: int | None
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """Numeric version from ``Docker Compose version v2.40.3`` / ``5.0.1`` / ``2.27.0-desktop.1``."""
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not m:
+        raise ValueError(f"no version number in {text!r}")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+@contextmanager
+def docker_errors(action: str) -> Iterator[None]:
+    """Turn python-on-whales' exceptions into composekit errors with a fix."""
+    from python_on_whales.client_config import ClientNotFoundError
+    from python_on_whales.exceptions import DockerException
+
+    try:
+        yield
+    except ClientNotFoundError as exc:
+        raise DockerError(
+            "the docker client is not installed",
+            hint="install Docker (on Debian: `composekit doctor --fix`)",
+        ) from exc
+    except DockerException as exc:
+        raise translate(action, exc.stderr or "", exc.return_code) from exc
+
+
+def translate(action: str, stderr: str, returncode: int | None = None) -> DockerError | ConfigError:
+    """One clear error for a failed docker/compose call, from its stderr."""
+    text = stderr.strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    last = lines[-1] if lines else f"exit code {returncode}"
+    low = text.lower()
+    if "cannot connect to the docker daemon" in low or "is the docker daemon running" in low:
+        return DockerError(
+            f"{action}: the Docker engine is not running",
+            hint="start it (`dockerd &` or `systemctl start docker`), or run `composekit doctor --fix`",
+        )
+    if (
+        "docker: 'compose' is not a docker command" in low
+        or "unknown command" in low
+        and "compose" in low
+    ):
+        return DockerError(
+            f"{action}: the Docker Compose v2 plugin is missing",
+            hint="install docker-compose-plugin, or run `composekit doctor --fix`",
+        )
+    if "no such service" in low:
+        svc = re.search(r"no such service:?\s*\"?([\w.-]+)", text, re.IGNORECASE)
+        name = svc.group(1) if svc else "?"
+        return ConfigError(
+            f"{action}: the compose file has no service {name!r}",
+            hint="check the service names in composekit.toml against `docker compose config --services`",
+        )
+    if (
+        "yaml:" in low
+        or "validating" in low
+        or "invalid compose project" in low
+        or "additional property" in low
+        or "no configuration file provided" in low
+        or "is invalid" in low
+    ):
+        return ConfigError(
+            f"{action}: the compose file is invalid: {last}",
+            hint="fix the compose file; `docker compose config` shows the same error",
+        )
+    if "port is already allocated" in low or "address already in use" in low:
+        return DockerError(
+            f"{action}: a published port is already in use: {last}",
+            hint="stop what uses that port or change the service's `ports:` mapping",
+        )
+    if "is already in use by container" in low and "conflict" in low:
+        return DockerError(
+            f"{action}: a container name is already taken: {last}",
+            hint="remove the old container or drop `container_name:` from the compose file",
+        )
+    return DockerError(
+        f"{action} failed: {last}", hint="see the Docker output above; `--debug` shows the command"
+    )
+
+
+class ComposeProject:
+    """One Compose project: its files, project name and env file.
+
+    >>> p = ComposeProject(["compose.yaml"], project_name="shop")   # doctest: +SKIP
+    >>> p.up(["db"], wait=True)                                       # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        files: Sequence[str | Path] = (),
+        *,
+        project_name: str | None = None,
+        project_dir: str | Path | None = None,
+        env_file: str | Path | None = None,
+        profiles: Sequence[str] = (),
+    ) -> None:
+        from python_on_whales import DockerClient
+
+        base = Path(project_dir) if project_dir else Path.cwd()
+        self.project_dir = base
+        self.files = [Path(f) if Path(f).is_absolute() else base / f for f in files]
+        if not self.files:
+            for candidate in (
+                "compose.yaml",
+                "compose.yml",
+                "docker-compose.yaml",
+                "docker-compose.yml",
+            ):
+                if (base / candidate).is_file():
+                    self.files = [base / candidate]
+                    break
+        missing = [str(f) for f in self.files if not f.is_file()]
+        if missing or not self.files:
+            raise ConfigError(
+                f"compose file not found: {', '.join(missing) or 'compose.yaml in ' + str(base)}",
+                hint="run composekit in the project directory, or pass --file / set compose_files",
+            )
+        env_path = None
+        if env_file:
+            env_path = Path(env_file) if Path(env_file).is_absolute() else base / env_file
+            if not env_path.is_file():
+                env_path = None
+        self.env_file = env_path
+        self.project_name = project_name
+        self.client = DockerClient(
+            compose_files=list(self.files),
+            compose_project_name=project_name,
+            compose_project_directory=base,
+            compose_env_files=[env_path] if env_path else [],
+            compose_profiles=list(profiles),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Any, overlay: str | None = None) -> ComposeProject:
+        files = list(settings.compose_files)
+        if overlay:
+            if not files:
+                files = ["compose.yaml"]
+            files.append(overlay)
+        return cls(
+            files,
+            project_name=settings.project_name,
+            project_dir=settings.project_dir,
+            env_file=settings.env_file,
+        )
+
+    # -- the command line, for proc-run calls -------------------------------------------------
+    def compose_argv(self, *args: str) -> list[str]:
+        return [str(a) for a in self.client.client_config.docker_compose_cmd] + list(args)
+
+    # -- structured calls ---------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The resolved configuration (validates every file and the env overlay)."""
+        with docker_errors("docker compose config"):
+            data = self.client.compose.config(return_json=True)
+        return dict(data)
+
+    def services(self) -> list[str]:
+        """Every service, including those behind a profile (``config`` alone hides them)."""
+        args = self.compose_argv("--profile", "*", "config", "--services")
+        try:
+            r = proc.run(args, timeout=60)
+        except proc.CommandFailed as exc:
+            raise translate("docker compose config", exc.stderr, exc.returncode) from exc
+        return sorted(ln.strip() for ln in r.stdout.splitlines() if ln.strip())
+
+    def require_services(self, *names: str) -> None:
+        known = self.services()
+        for name in names:
+            if name not in known:
+                raise ConfigError(
+                    f"service {name!r} is not in {', '.join(str(f.name) for f in self.files)}"
+                    f" (services: {', '.join(known) or 'none'})",
+                    hint="add the service, or name the right one in composekit.toml [services]",
+                )
+
+    def up(
+        self,
+        services: Sequence[str] | None = None,
+        *,
+        build: bool = False,
+        wait: bool = True,
+        wait_timeout: int | None = 120,
+        scales: Mapping[str, int] | None = None,
+        no_build: bool = False,
+        force_recreate: bool = False,
+        no_deps: bool = False,
+    ) -> None:
+        with docker_errors("docker compose up"):
+            self.client.compose.up(
+                list(services) if services is not None else None,
+                build=build,
+                detach=True,
+                wait=wait,
+                wait_timeout=wait_timeout if wait else None,
+                scales=dict(scales or {}),
+                no_build=no_build,
+                force_recreate=force_recreate,
+                dependencies=not no_deps,
+                quiet=True,  # capture stderr so failures can be explained
+            )
+
+    def build(self, services: Sequence[str] | None = None) -> None:
+        with docker_errors("docker compose build"):
+            self.client.compose.build(list(services) if services else None, quiet=True)
+
+    def down(self, *, volumes: bool = False, timeout: int = 10) -> None:
+        with docker_errors("docker compose down"):
+            self.client.compose.down(
+                volumes=volumes, remove_orphans=True, timeout=timeout, quiet=True
+            )
+
+    def stop(self, services: Sequence[str]) -> None:
+        with docker_errors("docker compose stop"):
+            self.client.compose.stop(list(services))
+
+    def start(self, services: Sequence[str]) -> None:
+        with docker_errors("docker compose start"):
+            self.client.compose.start(list(services))
+
+    def ps(self, services: Sequence[str] | None = None, all: bool = True) -> list[ServiceState]:
+        with docker_errors("docker compose ps"):
+            containers = self.client.compose.ps(list(services) if services else None, all=all)
+        out = []
+        for c in containers:
+            st = c.state
+            health = st.health.status if st.health is not None else None
+            out.append(
+                ServiceState(
+                    service=(c.config.labels or {}).get("com.docker.compose.service", ""),
+                    name=c.name,
+                    state=str(st.status),
+                    health=health,
+                    image_id=str(c.image),
+                    exit_code=st.exit_code,
+                )
+            )
+        return out
+
+    def health(self, service: str) -> str:
+        """``healthy``/``unhealthy``/``starting``/``running`` (no healthcheck)/``exited``/``missing``."""
+        states = self.ps([service])
+        if not states:
+            return "missing"
+        worst = "healthy"
+        for s in states:
+            if s.state != "running":
+                return s.state
+            h = s.health or "running"
+            if h != "healthy":
+                worst = h
+        return worst
+
+    def logs(self, service: str, tail: int = 50) -> str:
+        with docker_errors("docker compose logs"):
+            return str(self.client.compose.logs([service], tail=str(tail), no_log_prefix=True))
+
+    def image_of(self, service: str) -> str | None:
+        """Image ID the first running container of ``service`` uses, if any."""
+        for s in self.ps([service], all=False):
+            return s.image_id
+        return None
+
+    # -- proc-run calls -------------------------------------------------------------------------
+    def exec(
+        self,
+        service: str,
+        argv: Sequence[str],
+        *,
+        timeout: float = 120,
+        env: Mapping[str, str] | None = None,
+        user: str | None = None,
+        check: bool = True,
+        input: str | None = None,
+    ) -> proc.Completed:
+        """Run ``argv`` in the running ``service`` container; environment values go by name only."""
+        args = self._exec_args(service, argv, env, user)
+        try:
+            return proc.run(args, timeout=timeout, env=env, check=check, input=input)
+        except proc.CommandFailed as exc:
+            raise translate(f"docker compose exec {service}", exc.stderr, exc.returncode) from exc
+
+    def exec_to_file(
+        self,
+        service: str,
+        argv: Sequence[str],
+        out: IO[bytes],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+    ) -> proc.Completed:
+        """Like :meth:`exec`, with stdout written byte-for-byte to ``out``."""
+        return proc.run_to_file(
+            self._exec_args(service, argv, env, None), out, timeout=timeout, env=env
+        )
+
+    def exec_from_file(
+        self,
+        service: str,
+        argv: Sequence[str],
+        inp: IO[bytes],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+    ) -> proc.Completed:
+        return proc.run_from_file(
+            self._exec_args(service, argv, env, None), inp, timeout=timeout, env=env
+        )
+
+    def _exec_args(
+        self, service: str, argv: Sequence[str], env: Mapping[str, str] | None, user: str | None
+    ) -> list[str]:
+        args = self.compose_argv("exec", "-T")
+        for key in env or {}:
+            args += ["-e", key]  # value is inherited from our environment, never in argv
+        if user:
+            args += ["--user", user]
+        return args + [service, *argv]
+
+    def run(
+        self,
+        service: str,
+        argv: Sequence[str] = (),
+        *,
+        timeout: float = 600,
+        on_line: Callable[[str], None] = lambda line: None,
+        env: Mapping[str, str] | None = None,
+    ) -> proc.Completed:
+        """``docker compose run --rm`` a one-off container, streaming its output; never raises on
+        the container's own exit code (returned), only on Docker failures."""
+        args = self.compose_argv("run", "--rm", "-T")
+        for key in env or {}:
+            args += ["-e", key]
+        args += [service, *argv]
+        return proc.stream(args, timeout=timeout, on_line=on_line, env=env)
+
+    def wait_healthy(self, service: str, timeout: float = 60) -> str:
+        """Poll until ``service`` is healthy (or running, without a healthcheck); returns the last
+        state seen. Gives up early when the container exited."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.health(service)
+            if state in ("healthy", "running", "exited", "dead") or time.monotonic() >= deadline:
+                return state
+            time.sleep(0.5)

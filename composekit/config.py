@@ -1,0 +1,213 @@
+"""Settings, from (highest first): flags > ``COMPOSEKIT_*`` / ``DATABASE_URL`` env >
+``composekit.toml`` or ``[tool.composekit]`` in ``pyproject.toml`` > defaults.
+
+One frozen dataclass; :func:`load_settings` is the only way to build one from the outside world.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from composekit.errors import ConfigError
+
+LAYOUTS = ("init-scripts", "app-startup", "migrator")
+
+
+@dataclass(frozen=True)
+class Settings:
+    project_dir: Path = Path(".")
+    database_url: str | None = None
+    migrations_dir: Path = Path("migrations")
+    migrations_format: str = "auto"
+    ledger_table: str = "schema_migrations"
+    lock_wait: float = 60.0  # seconds to wait for another migrator's lock
+    lock_timeout: float = 5.0  # SET lock_timeout per migration
+    statement_timeout: float | None = None
+    lock_retries: int = 3
+    layout: str = "migrator"
+    compose_files: tuple[str, ...] = ()
+    project_name: str | None = None
+    env_file: str | None = ".env"
+    db_service: str = "db"
+    web_service: str = "web"
+    migrator_service: str = "migrator"
+    health_url: str | None = None
+    backups_dir: Path = Path("backups")
+    keep_backups: int = 10
+    maintenance_services: tuple[str, ...] = ()
+    source: dict[str, str] = field(default_factory=dict, compare=False)
+    """Where each non-default value came from (``flag``, ``env:NAME``, ``file:PATH``)."""
+
+    def path(self, p: Path) -> Path:
+        return p if p.is_absolute() else self.project_dir / p
+
+    @property
+    def migrations_path(self) -> Path:
+        return self.path(self.migrations_dir)
+
+    @property
+    def backups_path(self) -> Path:
+        return self.path(self.backups_dir)
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise ConfigError(
+                "no database URL given",
+                hint="pass --database-url, set DATABASE_URL, or set database_url in composekit.toml",
+            )
+        return self.database_url
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "source"}
+_ENV_EXTRA = {"DATABASE_URL": "database_url"}
+
+
+def _coerce(name: str, value: Any, origin: str) -> Any:
+    default = _FIELDS[name].default
+    try:
+        if isinstance(default, Path):
+            return Path(value)
+        if isinstance(default, tuple):
+            if isinstance(value, str):
+                return tuple(v.strip() for v in value.split(",") if v.strip())
+            return tuple(str(v) for v in value)
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                return value.lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if isinstance(default, int) and not isinstance(default, bool):
+            return int(value)
+        if isinstance(default, float) or name == "statement_timeout":
+            return None if value in (None, "") else float(value)
+        return None if value is None else str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"{name} = {value!r} from {origin} is not valid: {exc}",
+            hint=f"fix {name} in {origin}",
+        ) from exc
+
+
+def find_config_file(project_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """``composekit.toml`` wins over ``[tool.composekit]`` in ``pyproject.toml``."""
+    toml = project_dir / "composekit.toml"
+    if toml.is_file():
+        return toml, _read_toml(toml)
+    pyproject = project_dir / "pyproject.toml"
+    if pyproject.is_file():
+        section = _read_toml(pyproject).get("tool", {}).get("composekit")
+        if isinstance(section, dict):
+            return pyproject, section
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid TOML: {exc}", hint=f"fix the syntax in {path}"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {path}: {exc.strerror}", hint="check the path and permissions"
+        ) from exc
+
+
+def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Accept both flat keys and the sections ``[database]``, ``[services]``, ``[compose]``."""
+    flat: dict[str, Any] = {}
+    aliases = {
+        ("services", "db"): "db_service",
+        ("services", "web"): "web_service",
+        ("services", "migrator"): "migrator_service",
+        ("database", "url"): "database_url",
+        ("migrations", "dir"): "migrations_dir",
+        ("migrations", "table"): "ledger_table",
+        ("migrations", "format"): "migrations_format",
+        ("compose", "files"): "compose_files",
+        ("compose", "project_name"): "project_name",
+        ("compose", "env_file"): "env_file",
+        ("backups", "dir"): "backups_dir",
+        ("backups", "keep"): "keep_backups",
+        ("web", "health_url"): "health_url",
+    }
+    for key, value in data.items():
+        if isinstance(value, dict):
+            for sub, subvalue in value.items():
+                flat[aliases.get((key, sub), f"{key}_{sub}")] = subvalue
+        else:
+            flat[key] = value
+    return flat
+
+
+def load_settings(
+    project_dir: str | Path = ".",
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build :class:`Settings` for ``project_dir``.
+
+    >>> load_settings(".", flags={"ledger_table": "my_migrations"}).ledger_table
+    'my_migrations'
+    """
+    env = os.environ if env is None else env
+    project = Path(project_dir)
+    values: dict[str, Any] = {"project_dir": project}
+    source: dict[str, str] = {}
+
+    found = find_config_file(project)
+    if found:
+        path, data = found
+        for key, value in _flatten(data).items():
+            if key not in _FIELDS or key == "project_dir":
+                raise ConfigError(
+                    f"unknown setting {key!r} in {path}",
+                    hint=f"remove it; known settings: {', '.join(sorted(_FIELDS))}",
+                )
+            values[key] = _coerce(key, value, str(path))
+            source[key] = f"file:{path}"
+
+    for name in _FIELDS:
+        var = f"COMPOSEKIT_{name.upper()}"
+        if var in env:
+            values[name] = _coerce(name, env[var], f"env {var}")
+            source[name] = f"env:{var}"
+    for var, name in _ENV_EXTRA.items():
+        if var in env and f"COMPOSEKIT_{name.upper()}" not in env:
+            values[name] = _coerce(name, env[var], f"env {var}")
+            source[name] = f"env:{var}"
+
+    for name, value in (flags or {}).items():
+        if value is None:
+            continue
+        if name not in _FIELDS:
+            raise ValueError(f"unknown flag setting {name}")
+        values[name] = _coerce(name, value, "the command line")
+        source[name] = "flag"
+
+    if values.get("layout", "migrator") not in LAYOUTS:
+        raise ConfigError(
+            f"unknown layout {values['layout']!r} ({source.get('layout', 'default')})",
+            hint=f"use one of: {', '.join(LAYOUTS)}",
+        )
+    from composekit.redact import register_secret
+
+    url = values.get("database_url")
+    if url:
+        register_secret(_password_of(url))
+    return Settings(**values, source=source)
+
+
+def _password_of(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None

@@ -1,0 +1,238 @@
+"""The one place composekit starts subprocesses.
+
+Rules kept here so nobody has to remember them elsewhere: argv lists only (never a shell),
+an explicit timeout on every call, secrets passed through the environment (never argv), the
+logged command line redacted, and binary output written straight to a file descriptor so it
+never goes through text decoding.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from composekit.errors import ComposekitError
+from composekit.redact import redact
+
+log = logging.getLogger("composekit.proc")
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class CommandFailed(ComposekitError):
+    """A subprocess exited non-zero; callers usually re-raise it as a more specific error."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        tail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
+        super().__init__(f"{display(argv)} exited {returncode}: {tail}")
+
+
+class CommandTimeout(ComposekitError):
+    def __init__(self, argv: Sequence[str], timeout: float) -> None:
+        self.argv = list(argv)
+        super().__init__(f"{display(argv)} did not finish within {timeout:g}s")
+
+
+class CommandNotFound(ComposekitError):
+    def __init__(self, program: str) -> None:
+        self.program = program
+        super().__init__(f"{program} is not installed or not on PATH")
+
+
+def display(argv: Sequence[str]) -> str:
+    """The command line as a person would type it, with secrets masked."""
+    return redact(shlex.join(str(a) for a in argv))
+
+
+def _env(extra: Mapping[str, str] | None) -> dict[str, str] | None:
+    if not extra:
+        return None
+    env = dict(os.environ)
+    env.update(extra)
+    return env
+
+
+def run(
+    argv: Sequence[str | Path],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    input: str | None = None,
+    check: bool = True,
+    cwd: str | Path | None = None,
+) -> Completed:
+    """Run ``argv`` and capture its text output. Raises on timeout, and on failure if ``check``."""
+    args = [str(a) for a in argv]
+    log.debug("run: %s", display(args))
+    try:
+        cp = subprocess.run(
+            args,
+            input=input,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            env=_env(env),
+            cwd=cwd,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+    except FileNotFoundError as exc:
+        raise CommandNotFound(args[0]) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise CommandTimeout(args, timeout) from exc
+    result = Completed(args, cp.returncode, cp.stdout, cp.stderr)
+    if check and not result.ok:
+        raise CommandFailed(args, cp.returncode, cp.stderr)
+    return result
+
+
+def run_to_file(
+    argv: Sequence[str | Path],
+    out: IO[bytes],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+) -> Completed:
+    """Run ``argv`` with stdout going byte-for-byte into ``out`` (e.g. ``pg_dump -Fc``)."""
+    args = [str(a) for a in argv]
+    log.debug("run_to_file: %s", display(args))
+    try:
+        cp = subprocess.run(
+            args,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            env=_env(env),
+        )
+    except FileNotFoundError as exc:
+        raise CommandNotFound(args[0]) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise CommandTimeout(args, timeout) from exc
+    stderr = cp.stderr.decode("utf-8", "replace")
+    if cp.returncode != 0:
+        raise CommandFailed(args, cp.returncode, stderr)
+    return Completed(args, cp.returncode, "", stderr)
+
+
+def run_from_file(
+    argv: Sequence[str | Path],
+    inp: IO[bytes],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+) -> Completed:
+    """Run ``argv`` with stdin read byte-for-byte from ``inp`` (e.g. ``pg_restore``)."""
+    args = [str(a) for a in argv]
+    log.debug("run_from_file: %s", display(args))
+    try:
+        cp = subprocess.run(
+            args,
+            stdin=inp,
+            capture_output=True,
+            timeout=timeout,
+            env=_env(env),
+        )
+    except FileNotFoundError as exc:
+        raise CommandNotFound(args[0]) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise CommandTimeout(args, timeout) from exc
+    stdout = cp.stdout.decode("utf-8", "replace")
+    stderr = cp.stderr.decode("utf-8", "replace")
+    if cp.returncode != 0:
+        raise CommandFailed(args, cp.returncode, stderr)
+    return Completed(args, cp.returncode, stdout, stderr)
+
+
+def stream(
+    argv: Sequence[str | Path],
+    *,
+    timeout: float,
+    on_line: Callable[[str], None],
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+) -> Completed:
+    """Run ``argv``, handing each output line (stdout and stderr merged) to ``on_line``.
+
+    Returns the whole output as ``stdout``; never raises on a non-zero exit (the caller decides).
+    """
+    import threading
+
+    args = [str(a) for a in argv]
+    log.debug("stream: %s", display(args))
+    try:
+        p = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=_env(env),
+            cwd=cwd,
+        )
+    except FileNotFoundError as exc:
+        raise CommandNotFound(args[0]) from exc
+    lines: list[str] = []
+
+    def pump() -> None:
+        assert p.stdout is not None
+        for raw in p.stdout:
+            line = redact(raw.decode("utf-8", "replace").rstrip("\n"))
+            lines.append(line)
+            on_line(line)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        rc = p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        p.kill()
+        p.wait()
+        raise CommandTimeout(args, timeout) from exc
+    except BaseException:
+        # Ctrl-C: don't leave the child behind
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+        raise
+    reader.join(timeout=5)
+    return Completed(args, rc, "\n".join(lines), "")
+
+
+def spawn_detached(argv: Sequence[str | Path], *, log_path: Path) -> int:
+    """Start a long-lived background program (e.g. ``dockerd``) that outlives composekit."""
+    args = [str(a) for a in argv]
+    log.debug("spawn: %s", display(args))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as out:
+        try:
+            p = subprocess.Popen(
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            raise CommandNotFound(args[0]) from exc
+    return p.pid

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up (idempotent), lint, types, then pytest against the real Docker
+# engine, real Compose and real PostgreSQL. Extra arguments go to pytest (e.g. -m "not slow").
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash scripts/bootstrap.sh
+V="$ROOT/.venv/bin"
+"$V/ruff" check composekit tests bench scripts
+"$V/ruff" format --check composekit tests bench scripts
+"$V/mypy" --no-error-summary
+set +e
+"$V/pytest" "$@"
+rc=$?
+set -e
+if [ "$rc" = 5 ]; then echo "test.sh: pytest collected no tests — that is a failure" >&2; exit 1; fi
+exit "$rc"

@@ -1,0 +1,95 @@
+"""ComposeProject against the real engine, and doctor without a daemon."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from composekit.compose import ComposeProject
+from composekit.errors import ConfigError, ExitCode
+from composekit.images import PYTHON_IMAGE
+from tests.helpers import run_cli
+
+pytestmark = pytest.mark.e2e
+
+TWO = f"""
+services:
+  web:
+    image: {PYTHON_IMAGE}
+    command: ["python3", "-m", "http.server", "8000"]
+    healthcheck:
+      test: ["CMD", "python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/')"]
+      interval: 1s
+      retries: 20
+  job:
+    image: {PYTHON_IMAGE}
+    profiles: [tools]
+    command: ["python3", "-c", "print('job ran'); raise SystemExit(3)"]
+"""
+
+
+def test_up_exec_ps_run_logs_down(compose_factory: Callable[..., ComposeProject]) -> None:
+    project = compose_factory(TWO)
+    assert project.services() == ["job", "web"]
+    project.up(wait=True, wait_timeout=60)
+    [web] = project.ps()
+    assert (web.service, web.state, web.health) == ("web", "running", "healthy")
+    assert project.image_of("web") == web.image_id and web.image_id.startswith("sha256:")
+    out = project.exec("web", ["python3", "-c", "import os; print(os.getcwd())"])
+    assert out.stdout.strip() == "/"
+    lines: list[str] = []
+    job = project.run("job", on_line=lines.append)
+    assert job.returncode == 3 and "job ran" in lines
+    assert [s.service for s in project.ps()] == ["web"]  # run --rm left nothing behind
+    project.down(volumes=True)
+    assert project.ps() == []
+
+
+def test_broken_compose_file_is_a_config_error(
+    compose_factory: Callable[..., ComposeProject],
+) -> None:
+    project = compose_factory("services:\n  web:\n    image: [unclosed\n")
+    with pytest.raises(ConfigError, match="compose file is invalid") as e:
+        project.config()
+    assert e.value.exit_code == ExitCode.CONFIG
+
+
+def test_missing_service_names_the_service(compose_factory: Callable[..., ComposeProject]) -> None:
+    project = compose_factory(TWO)
+    with pytest.raises(ConfigError, match="service 'migrator' is not in compose.yaml"):
+        project.require_services("web", "migrator")
+
+
+def test_missing_compose_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="compose file not found"):
+        ComposeProject(project_dir=tmp_path)
+
+
+def test_doctor_without_a_daemon_explains_each_problem(tmp_path: Path, docker_engine: None) -> None:
+    r = run_cli("doctor", env={"DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"})
+    assert r.returncode == ExitCode.DOCKER
+    lines = r.stdout.splitlines()
+    assert any(
+        ln.startswith("FAIL  docker engine: the Docker engine is not running — fix: ")
+        for ln in lines
+    )
+    assert any(ln.startswith("FAIL  offline images:") for ln in lines)
+    assert "Traceback" not in r.stderr
+
+
+def test_doctor_fix_is_idempotent(docker_engine: None) -> None:
+    r = run_cli("doctor", "--fix", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    import json
+
+    report = json.loads(r.stdout)
+    assert report["ok"] is True
+    assert "docker build" not in r.stderr and "debootstrap" not in r.stderr  # nothing rebuilt
+    assert {c["name"] for c in report["checks"]} == {
+        "docker engine",
+        "docker compose",
+        "offline images",
+        "disk space",
+    }

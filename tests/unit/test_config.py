@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import pytest
+
+from composekit.config import load_settings
+from composekit.errors import ConfigError, ExitCode
+
+
+def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None:
+    (tmp_path / "composekit.toml").write_text(
+        'ledger_table = "from_file"\nlock_wait = 7\n[services]\nweb = "frontend"\n'
+    )
+    s = load_settings(tmp_path, env={})
+    assert (s.ledger_table, s.lock_wait, s.web_service, s.db_service) == (
+        "from_file",
+        7.0,
+        "frontend",
+        "db",
+    )
+    assert s.source["ledger_table"].startswith("file:")
+    s = load_settings(tmp_path, env={"COMPOSEKIT_LEDGER_TABLE": "from_env"})
+    assert (
+        s.ledger_table == "from_env" and s.source["ledger_table"] == "env:COMPOSEKIT_LEDGER_TABLE"
+    )
+    s = load_settings(
+        tmp_path, flags={"ledger_table": "from_flag"}, env={"COMPOSEKIT_LEDGER_TABLE": "x"}
+    )
+    assert s.ledger_table == "from_flag"
+
+
+def test_database_url_env_and_composekit_override(tmp_path: Path) -> None:
+    assert (
+        load_settings(tmp_path, env={"DATABASE_URL": "postgresql://a@h/d"}).database_url
+        == "postgresql://a@h/d"
+    )
+    s = load_settings(
+        tmp_path,
+        env={"DATABASE_URL": "postgresql://a@h/d", "COMPOSEKIT_DATABASE_URL": "postgresql://b@h/d"},
+    )
+    assert s.database_url == "postgresql://b@h/d"
+
+
+def test_pyproject_tool_section(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.composekit]\nmigrations_dir = "db/migrations"\n'
+    )
+    assert load_settings(tmp_path, env={}).migrations_path == tmp_path / "db/migrations"
+
+
+def test_unknown_key_and_bad_toml_are_config_errors(tmp_path: Path) -> None:
+    (tmp_path / "composekit.toml").write_text("tabel = 1\n")
+    with pytest.raises(ConfigError, match="unknown setting 'tabel'") as e:
+        load_settings(tmp_path, env={})
+    assert e.value.exit_code == ExitCode.CONFIG
+    (tmp_path / "composekit.toml").write_text("ledger_table = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(tmp_path, env={})
+
+
+def test_bad_value_names_its_origin(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="COMPOSEKIT_LOCK_WAIT"):
+        load_settings(tmp_path, env={"COMPOSEKIT_LOCK_WAIT": "soon"})
+
+
+def test_missing_database_url_has_a_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_settings(tmp_path, env={}).require_database_url()
+    assert "DATABASE_URL" in e.value.hint
