@@ -107,6 +107,313 @@ def doctor(
         raise typer.Exit(4)
 
 
+# -- migrate ---------------------------------------------------------------------------------------
+
+migrate_app = typer.Typer(
+    help="Apply, revert and inspect SQL migrations (schema_migrations ledger, advisory lock).",
+    no_args_is_help=True,
+    epilog=(
+        "Examples:\n\n  composekit migrate status\n\n  composekit migrate up --target 0003\n\n"
+        "  composekit migrate plan --json\n\n  composekit migrate new add_users_email_index\n\n"
+        "  DATABASE_URL=postgresql://app@localhost/app composekit migrate verify"
+    ),
+)
+app.add_typer(migrate_app, name="migrate")
+
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar=None,
+        help="PostgreSQL URL (default: DATABASE_URL / composekit.toml).",
+    ),
+]
+DirOpt = Annotated[
+    Path | None, typer.Option("--dir", "-d", help="Migrations directory (default: migrations).")
+]
+TableOpt = Annotated[
+    str | None, typer.Option("--table", help="Ledger table (default: schema_migrations).")
+]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", help="auto | native | golang-migrate | flyway (default: auto)."),
+]
+TargetOpt = Annotated[str | None, typer.Option("--target", help="Stop at this version.")]
+
+
+def _migrator(
+    url: str | None,
+    directory: Path | None,
+    table: str | None,
+    fmt: str | None,
+    as_json: bool,
+    **extra: Any,
+) -> Any:
+    from composekit.migrations import Migrator
+
+    s = settings(
+        database_url=url,
+        migrations_dir=directory,
+        ledger_table=table,
+        migrations_format=fmt,
+        **{
+            k: v
+            for k, v in extra.items()
+            if k in ("lock_wait", "lock_timeout", "statement_timeout", "lock_retries")
+        },
+    )
+    return Migrator.from_settings(
+        s, progress=render.progress, **{k: v for k, v in extra.items() if k == "allow_out_of_order"}
+    )
+
+
+def _show_run(result: Any, as_json: bool) -> None:
+    if as_json:
+        render.emit_json(result)
+        return
+    for note in result.notes:
+        render.line(note)
+    verb = "applied" if result.direction == "up" else "reverted"
+    if result.done:
+        render.line(
+            f"{verb} {len(result.done)} migration(s); now at {result.current or 'nothing applied'}"
+        )
+
+
+@migrate_app.command("status")
+def migrate_status(
+    url: UrlOpt = None,
+    directory: DirOpt = None,
+    table: TableOpt = None,
+    fmt: FormatOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Applied and pending migrations, and drift between files and ledger."""
+    st = _migrator(url, directory, table, fmt, as_json).status()
+    if as_json:
+        render.emit_json(st)
+        return
+    rows = [
+        (
+            r.version,
+            r.name or "",
+            "applied" + (" (DIRTY)" if r.dirty else ""),
+            r.applied_at.strftime("%Y-%m-%d %H:%M:%S") if r.applied_at else "",
+        )
+        for r in st.applied
+    ]
+    rows += [
+        (m.version, m.name, "pending" + ("" if m.transactional else " (no transaction)"), "")
+        for m in st.pending
+    ]
+    render.table(rows, ["version", "name", "state", "applied at"])
+    for p in st.problems:
+        render.line(f"{p.kind}: {p.version}: {p.detail}")
+    for ig in st.ignored:
+        render.line(f"note: ignored {ig} (not a migration file)")
+    render.line(
+        f"current: {st.current or 'none'}; {len(st.pending)} pending"
+        + ("" if st.problems else "; no drift")
+    )
+
+
+@migrate_app.command(
+    "up",
+    epilog="Examples:\n\n  composekit migrate up\n\n  composekit migrate up --steps 1\n\n  composekit migrate up --target 20260101120000 --json",
+)
+def migrate_up(
+    url: UrlOpt = None,
+    directory: DirOpt = None,
+    table: TableOpt = None,
+    fmt: FormatOpt = None,
+    target: TargetOpt = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", "-n", help="Apply at most N migrations.")
+    ] = None,
+    atomic: Annotated[
+        bool, typer.Option("--atomic", help="All pending migrations in ONE transaction.")
+    ] = False,
+    allow_out_of_order: Annotated[
+        bool,
+        typer.Option(
+            "--allow-out-of-order", help="Apply pending versions older than the newest applied."
+        ),
+    ] = False,
+    lock_wait: Annotated[
+        float | None,
+        typer.Option("--lock-wait", help="Seconds to wait for another migrator (default 60)."),
+    ] = None,
+    lock_timeout: Annotated[
+        float | None,
+        typer.Option("--lock-timeout", help="Per-migration lock_timeout in seconds (default 5)."),
+    ] = None,
+    statement_timeout: Annotated[
+        float | None, typer.Option("--statement-timeout", help="Per-statement timeout in seconds.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; change nothing.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply pending migrations, each in its own transaction with its ledger row."""
+    m = _migrator(
+        url,
+        directory,
+        table,
+        fmt,
+        as_json,
+        lock_wait=lock_wait,
+        lock_timeout=lock_timeout,
+        statement_timeout=statement_timeout,
+        allow_out_of_order=allow_out_of_order,
+    )
+    if dry_run:
+        _show_plan(m.plan("up", target, steps), as_json)
+        return
+    _show_run(m.upgrade(target=target, steps=steps, atomic=atomic), as_json)
+
+
+@migrate_app.command(
+    "down",
+    epilog="Examples:\n\n  composekit migrate down            # the newest one\n\n  composekit migrate down --target 0  # all of them",
+)
+def migrate_down(
+    url: UrlOpt = None,
+    directory: DirOpt = None,
+    table: TableOpt = None,
+    fmt: FormatOpt = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Revert everything above this version (0: all).")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", "-n", help="Revert the newest N (default 1).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; change nothing.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Revert applied migrations with their down sections, newest first."""
+    m = _migrator(url, directory, table, fmt, as_json)
+    if dry_run:
+        _show_plan(m.plan("down", target, steps), as_json)
+        return
+    _show_run(m.downgrade(steps=steps, target=target), as_json)
+
+
+def _show_plan(steps: list[Any], as_json: bool) -> None:
+    if as_json:
+        render.emit_json({"plan": steps})
+        return
+    if not steps:
+        render.line("nothing to do")
+    for st in steps:
+        d = st.to_dict()
+        tx = (
+            "in a transaction"
+            if d["transactional"]
+            else f"WITHOUT a transaction ({d['reason'] or 'statement by statement'})"
+        )
+        render.line(
+            f"-- {d['direction']} {d['version']}_{d['name']} ({Path(d['file']).name}), {tx}"
+        )
+        render.line(d["sql"])
+        render.line()
+
+
+@migrate_app.command("plan")
+def migrate_plan(
+    url: UrlOpt = None,
+    directory: DirOpt = None,
+    table: TableOpt = None,
+    fmt: FormatOpt = None,
+    target: TargetOpt = None,
+    down: Annotated[bool, typer.Option("--down", help="Plan a revert instead.")] = False,
+    steps: Annotated[int | None, typer.Option("--steps", "-n")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Dry run: the SQL that would run, and whether each runs in a transaction."""
+    m = _migrator(url, directory, table, fmt, as_json)
+    _show_plan(m.plan("down" if down else "up", target, steps), as_json)
+
+
+@migrate_app.command("verify")
+def migrate_verify(
+    url: UrlOpt = None,
+    directory: DirOpt = None,
+    table: TableOpt = None,
+    fmt: FormatOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Files vs ledger: edited after apply, applied but missing, out-of-order, dirty (exit 6)."""
+    st = _migrator(url, directory, table, fmt, as_json).verify()
+    if as_json:
+        render.emit_json(st)
+    else:
+        render.line(
+            f"ok: {len(st.applied)} applied migrations match their files; {len(st.pending)} pending"
+        )
+
+
+@migrate_app.command("new")
+def migrate_new(
+    name: Annotated[
+        str, typer.Argument(help="What the migration does, e.g. add_users_email_index.")
+    ],
+    directory: DirOpt = None,
+    fmt: FormatOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create the next migration file in the directory's own format and numbering."""
+    from composekit.migrations import new_migration
+
+    s = settings(migrations_dir=directory, migrations_format=fmt)
+    paths = new_migration(s.migrations_path, name, s.migrations_format)
+    if as_json:
+        render.emit_json({"created": [str(p) for p in paths]})
+    else:
+        for p in paths:
+            render.line(f"created {p}")
+
+
+@migrate_app.command("baseline")
+def migrate_baseline(
+    version: Annotated[
+        str, typer.Argument(help="Mark every migration up to this version as applied.")
+    ],
+    url: UrlOpt = None,
+    directory: DirOpt = None,
+    table: TableOpt = None,
+    fmt: FormatOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Adopt an existing database: record migrations up to VERSION as applied without running them."""
+    _show_run(_migrator(url, directory, table, fmt, as_json).baseline(version), as_json)
+
+
+@migrate_app.command("repair")
+def migrate_repair(
+    url: UrlOpt = None,
+    directory: DirOpt = None,
+    table: TableOpt = None,
+    fmt: FormatOpt = None,
+    forget: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--forget", help="Remove this version's ledger row (file deleted on purpose)."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Clean up after an interrupted non-transactional migration (INVALID indexes, dirty row)."""
+    actions = _migrator(url, directory, table, fmt, as_json).repair(forget=forget)
+    if as_json:
+        render.emit_json({"actions": actions})
+    else:
+        for a in actions:
+            render.line(a)
+
+
 def _wants_json(argv: list[str]) -> bool:
     return "--json" in argv
 

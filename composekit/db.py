@@ -1,0 +1,199 @@
+"""PostgreSQL connections and advisory locks, shared by migrations, backups and deploys."""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from composekit.errors import ConfigError, DatabaseUnavailable, LockTimeout
+from composekit.redact import redact
+
+Progress = Callable[[str], None]
+
+
+def describe_url(url: str) -> str:
+    """``user@host:port/db`` without the password, for messages."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        d = conninfo_to_dict(url)
+    except Exception:
+        return redact(url)
+    host = d.get("host") or "localhost"
+    port = d.get("port") or "5432"
+    return f"{d.get('user') or getpass.getuser()}@{host}:{port}/{d.get('dbname') or ''}"
+
+
+def connect(url: str, application_name: str, origin: str = "", timeout: int = 10) -> Any:
+    """A psycopg connection in autocommit mode, or one clear :class:`DatabaseUnavailable`."""
+    import psycopg
+
+    where = describe_url(url)
+    src = f" (from {origin})" if origin else ""
+    try:
+        return psycopg.connect(
+            url, autocommit=True, connect_timeout=timeout, application_name=application_name[:63]
+        )
+    except psycopg.OperationalError as exc:
+        msg = redact(str(exc)).strip().splitlines()
+        text = " ".join(msg)
+        low = text.lower()
+        if "password authentication failed" in low or "no password supplied" in low:
+            hint = f"check the user and password in the database URL{src}"
+            problem = "the database refused the login"
+        elif "does not exist" in low and "database" in low:
+            hint = "create the database, or fix the database name in the URL"
+            problem = "the database does not exist"
+        elif (
+            "refused" in low
+            or "could not connect" in low
+            or "timeout" in low
+            or "translate host" in low
+        ):
+            hint = f"is PostgreSQL running and reachable at that host and port? (URL{src})"
+            problem = "cannot reach the database"
+        else:
+            hint = f"check the database URL{src}"
+            problem = "cannot connect to the database"
+        raise DatabaseUnavailable(
+            f"{problem} at {where}: {msg[-1] if msg else exc}", hint=hint
+        ) from exc
+    except psycopg.ProgrammingError as exc:  # malformed conninfo
+        raise ConfigError(
+            f"invalid database URL {redact(url)}: {redact(str(exc))}", hint="fix the URL"
+        ) from exc
+
+
+def who_am_i() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def lock_key(table: str, purpose: str = "migrate") -> int:
+    """A stable signed 64-bit advisory lock key per ledger table and purpose."""
+    digest = hashlib.sha256(f"composekit:{purpose}:{table}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    pid: int
+    application_name: str
+    since: str
+    query: str = ""
+
+    def __str__(self) -> str:
+        app = f", {self.application_name}" if self.application_name else ""
+        return f"pid {self.pid}{app}, since {self.since}"
+
+
+def lock_holder(conn: Any, key: int) -> LockHolder | None:
+    row = conn.execute(
+        "SELECT a.pid, coalesce(a.application_name, ''), "
+        "to_char(coalesce(a.backend_start, now()) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+        "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND ((l.classid::bigint << 32) | l.objid::bigint) = (%s::bigint & x'ffffffffffffffff'::bigint) "
+        "LIMIT 1",
+        [key],
+    ).fetchone()
+    if row is None:
+        return None
+    app = row[1]
+    # composekit holders put the time they took the lock in their application_name
+    since = app.rsplit(" since ", 1)[1] if " since " in app else row[2]
+    return LockHolder(row[0], app.rsplit(" since ", 1)[0], since)
+
+
+@contextmanager
+def advisory_lock(
+    conn: Any, key: int, wait: float, what: str, progress: Progress, app_name: str
+) -> Iterator[None]:
+    """Hold a session-level advisory lock on ``conn``; wait up to ``wait`` seconds naming the holder."""
+    deadline = time.monotonic() + wait
+    next_report = 0.0
+    delay = 0.05
+    while True:
+        if conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
+            break
+        holder = lock_holder(conn, key)
+        now = time.monotonic()
+        if now >= deadline:
+            who = str(holder) if holder else "another session"
+            raise LockTimeout(
+                f"gave up after {wait:g}s waiting for the {what} lock held by {who}",
+                hint="let that run finish, or raise --lock-wait; if it is stuck, "
+                + (
+                    f"SELECT pg_terminate_backend({holder.pid})"
+                    if holder
+                    else "find it in pg_stat_activity"
+                ),
+            )
+        if now >= next_report:
+            progress(
+                f"waiting for the {what} lock held by {holder or 'another session'} (up to {wait:g}s)"
+            )
+            next_report = now + 5
+        time.sleep(min(delay, max(0.0, deadline - now)))
+        delay = min(delay * 1.5, 0.5)
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    name = f"{app_name[: 63 - 27]} since {since}"
+    conn.execute("SELECT set_config('application_name', %s, false)", [name])
+    try:
+        yield
+    finally:
+        try:
+            conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+        except Exception:  # connection gone: PostgreSQL released the lock with the session
+            pass
+
+
+class BlockerWatch:
+    """While a statement runs on ``work_pid``, poll who blocks it (from another connection)."""
+
+    def __init__(self, conn: Any, work_pid: int, after: float = 0.3, every: float = 0.25) -> None:
+        self.conn = conn
+        self.pid = work_pid
+        self.after = after
+        self.every = every
+        self.blockers: list[LockHolder] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> BlockerWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        if self._stop.wait(self.after):
+            return
+        while not self._stop.is_set():
+            try:
+                rows = self.conn.execute(
+                    "SELECT pid, coalesce(application_name, ''), "
+                    "to_char(coalesce(xact_start, query_start) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+                    "left(regexp_replace(query, '\\s+', ' ', 'g'), 120) "
+                    "FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids(%s))",
+                    [self.pid],
+                ).fetchall()
+            except Exception:
+                return
+            if rows:
+                self.blockers = [LockHolder(r[0], r[1], r[2] or "?", r[3]) for r in rows]
+            self._stop.wait(self.every)

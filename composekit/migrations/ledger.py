@@ -1,0 +1,175 @@
+"""The ``schema_migrations`` ledger.
+
+Compatible with the table teams already have (``version varchar PRIMARY KEY`` and maybe
+``applied_at``): missing columns are added in place, idempotently, only when missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from composekit.errors import ConfigError
+from composekit.migrations.source import Migration, version_key
+
+COLUMNS = {
+    "applied_at": "timestamp DEFAULT now()",
+    "name": "text",
+    "checksum": "text",
+    "duration_ms": "integer",
+    "applied_by": "text",
+    "dirty": "boolean NOT NULL DEFAULT false",
+}
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    version: str
+    name: str | None
+    checksum: str | None
+    applied_at: datetime | None
+    duration_ms: int | None
+    applied_by: str | None
+    dirty: bool
+
+    @property
+    def key(self) -> tuple[int, ...]:
+        return version_key(self.version)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "name": self.name,
+            "checksum": self.checksum,
+            "applied_at": self.applied_at.isoformat() if self.applied_at else None,
+            "duration_ms": self.duration_ms,
+            "applied_by": self.applied_by,
+            "dirty": self.dirty,
+        }
+
+
+class Ledger:
+    def __init__(self, table: str) -> None:
+        from psycopg import sql
+
+        parts = table.split(".")
+        if not 1 <= len(parts) <= 2 or not all(parts):
+            raise ConfigError(
+                f"bad ledger table name {table!r}", hint="use 'table' or 'schema.table'"
+            )
+        self.schema = parts[0] if len(parts) == 2 else None
+        self.name = parts[-1]
+        self.table = table
+        self.ident = sql.Identifier(*parts)
+
+    def _regclass(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+    def columns(self, conn: Any) -> dict[str, str] | None:
+        """Column name -> type, or None when the table does not exist."""
+        row = conn.execute("SELECT to_regclass(%s)::oid", [self._quoted()]).fetchone()
+        if row is None or row[0] is None:
+            return None
+        rows = conn.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped",
+            [row[0]],
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def _quoted(self) -> str:
+        q = '"' + self.name.replace('"', '""') + '"'
+        return (f'"{self.schema}".' if self.schema else "") + q
+
+    def ensure(self, conn: Any) -> list[str]:
+        """Create the table or add the missing columns. Returns what was done (for the log)."""
+        from psycopg import sql
+
+        cols = self.columns(conn)
+        done = []
+        if cols is None:
+            ddl = ", ".join(f"{c} {t}" for c, t in COLUMNS.items())
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (version varchar(255) PRIMARY KEY, " + ddl + ")"
+                ).format(self.ident)
+            )
+            return [f"created {self.table}"]
+        if "version" not in cols:
+            raise ConfigError(
+                f"table {self.table} exists but has no 'version' column",
+                hint="point ledger_table at another table name",
+            )
+        if cols["version"] in ("bigint", "integer") and "dirty" in cols and "name" not in cols:
+            raise ConfigError(
+                f"{self.table} looks like golang-migrate's ledger (one row holding the latest version)",
+                hint="rename it, then `composekit migrate baseline <that version>` records the files up to it",
+            )
+        missing = [c for c in COLUMNS if c not in cols]
+        if missing:
+            adds = sql.SQL(", ").join(
+                sql.SQL("ADD COLUMN IF NOT EXISTS {} ").format(sql.Identifier(c))
+                + sql.SQL(COLUMNS[c])
+                for c in missing
+            )
+            conn.execute(sql.SQL("ALTER TABLE {} ").format(self.ident) + adds)
+            done.append(f"added {', '.join(missing)} to {self.table}")
+        return done
+
+    def rows(self, conn: Any) -> list[LedgerRow]:
+        from psycopg import sql
+
+        cols = self.columns(conn)
+        if cols is None:
+            return []
+        fields = [
+            sql.Identifier(c) if c in cols else sql.SQL("NULL")
+            for c in ("name", "checksum", "applied_at", "duration_ms", "applied_by")
+        ]
+        dirty = sql.SQL("coalesce(dirty, false)") if "dirty" in cols else sql.SQL("false")
+        query = sql.SQL("SELECT version::text, {}, {} FROM {}").format(
+            sql.SQL(", ").join(fields), dirty, self.ident
+        )
+        out = [LedgerRow(*r) for r in conn.execute(query).fetchall()]
+        out.sort(key=lambda r: r.key)
+        return out
+
+    def insert_sql(self, conn: Any, m: Migration, applied_by: str, dirty: bool = False) -> str:
+        """The INSERT as SQL text, to run in the same message as the migration itself; the
+        duration is measured by the server from the start of that message."""
+        from psycopg import sql
+
+        q = sql.SQL(
+            "INSERT INTO {} (version, name, checksum, applied_at, duration_ms, applied_by, dirty) VALUES "
+            "({}, {}, {}, now(), (extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::int, {}, {}) "
+            "ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, "
+            "applied_at = EXCLUDED.applied_at, duration_ms = EXCLUDED.duration_ms, "
+            "applied_by = EXCLUDED.applied_by, dirty = EXCLUDED.dirty"
+        ).format(
+            self.ident,
+            sql.Literal(m.version),
+            sql.Literal(m.name),
+            sql.Literal(m.checksum),
+            sql.Literal(applied_by),
+            sql.Literal(dirty),
+        )
+        return q.as_string(conn)
+
+    def finish_sql(self, conn: Any, version: str, started_ms: int) -> str:
+        from psycopg import sql
+
+        return (
+            sql.SQL("UPDATE {} SET dirty = false, duration_ms = {} WHERE version = {}")
+            .format(self.ident, sql.Literal(started_ms), sql.Literal(version))
+            .as_string(conn)
+        )
+
+    def delete_sql(self, conn: Any, version: str) -> str:
+        from psycopg import sql
+
+        return (
+            sql.SQL("DELETE FROM {} WHERE version = {}")
+            .format(self.ident, sql.Literal(version))
+            .as_string(conn)
+        )

@@ -1,0 +1,341 @@
+"""Finding and parsing migration files.
+
+Formats (auto-detected per directory, or forced with ``--format``):
+
+* ``native`` (dbmate-compatible): ``VERSION_name.sql`` with ``-- migrate:up`` and
+  ``-- migrate:down`` sections; ``-- migrate:up transaction:false`` is honoured.
+* ``golang-migrate``: ``VERSION_name.up.sql`` / ``VERSION_name.down.sql`` pairs.
+* ``flyway``: ``V1__name.sql`` (and ``V1.2__…``), with ``U1__name.sql`` undo files.
+
+Versions compare numerically (``9 < 10``; dotted Flyway versions part by part). SQL is split
+into statements with PostgreSQL's own scanner (pglast), so dollar-quoted bodies, comments and
+strings survive; a ``-- composekit:no-transaction`` line, or any statement that cannot run in a
+transaction block, makes the migration non-transactional.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from composekit.errors import ConfigError
+
+FORMATS = ("auto", "native", "golang-migrate", "flyway")
+
+_NATIVE = re.compile(r"^(?P<version>\d+)_(?P<name>[\w.-]+)\.sql$")
+_NATIVE_NONAME = re.compile(r"^(?P<version>\d+)\.sql$")
+_GOLANG = re.compile(r"^(?P<version>\d+)_(?P<name>[\w.-]+?)\.(?P<dir>up|down)\.sql$")
+_FLYWAY = re.compile(r"^(?P<kind>[VU])(?P<version>\d+(?:[._]\d+)*)__(?P<name>[\w.-]+)\.sql$")
+_UP_MARK = re.compile(r"^--\s*migrate:up\b(?P<opts>.*)$", re.MULTILINE)
+_DOWN_MARK = re.compile(r"^--\s*migrate:down\b(?P<opts>.*)$", re.MULTILINE)
+_NO_TX_DIRECTIVE = re.compile(r"^--\s*composekit:no-transaction\s*$", re.MULTILINE)
+
+# statements PostgreSQL refuses inside a transaction block, by their leading keywords
+_NO_TX_LEADS = (
+    ("VACUUM",),
+    ("ALTER", "SYSTEM"),
+    ("CREATE", "DATABASE"),
+    ("DROP", "DATABASE"),
+    ("CREATE", "TABLESPACE"),
+    ("DROP", "TABLESPACE"),
+    ("REINDEX", "SYSTEM"),
+    ("REINDEX", "DATABASE"),
+)
+_TX_CONTROL = {
+    "BEGIN_P",
+    "START",
+    "COMMIT",
+    "END_P",
+    "ROLLBACK",
+    "ABORT_P",
+    "SAVEPOINT",
+    "RELEASE",
+    "PREPARE",
+}
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """``"0009" -> (9,)``, ``"1.10" -> (1, 10)``: numeric order, whatever the padding."""
+    return tuple(int(p) for p in re.split(r"[._]", version))
+
+
+def normalize(raw: bytes) -> str:
+    """Decode, strip a UTF-8 BOM and turn CRLF into LF: what the checksum and the server see."""
+    text = raw.decode("utf-8-sig")
+    return text.replace("\r\n", "\n")
+
+
+def checksum(sql: str) -> str:
+    return hashlib.sha256(sql.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    line: int  # 1-based line in the file where the statement starts
+    non_transactional: bool
+
+
+@dataclass(frozen=True)
+class Section:
+    """The up or down SQL of a migration, and where it sits in its file."""
+
+    path: Path
+    sql: str
+    first_line: int  # 1-based line of ``sql``'s first character in ``path``
+
+    def line_of(self, offset: int) -> int:
+        """File line of character ``offset`` (0-based) in ``sql``."""
+        return self.first_line + self.sql.count("\n", 0, max(0, offset))
+
+    def statements(self) -> list[Statement]:
+        return split_statements(self)
+
+    @property
+    def empty(self) -> bool:
+        return not self.statements()
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    up: Section
+    down: Section | None
+    transactional: bool
+    reason: str = ""  # why it is not transactional
+    format: str = "native"
+    key: tuple[int, ...] = field(default=(), compare=False)
+
+    @property
+    def checksum(self) -> str:
+        return checksum(self.up.sql)
+
+    @property
+    def label(self) -> str:
+        return f"{self.version}_{self.name}" if self.name else self.version
+
+    @property
+    def path(self) -> Path:
+        return self.up.path
+
+
+@dataclass
+class Source:
+    directory: Path
+    format: str
+    migrations: list[Migration]
+    ignored: list[str]
+
+    def by_version(self) -> dict[str, Migration]:
+        return {m.version: m for m in self.migrations}
+
+
+def split_statements(section: Section) -> list[Statement]:
+    """Statements of ``section`` with their file lines; comments and strings kept intact."""
+    from pglast import parser
+
+    sql = section.sql
+    try:
+        slices = parser.split(sql, with_parser=False, only_slices=True)
+    except Exception:  # an unterminated string or comment: let the server report it
+        return [Statement(sql, section.first_line, False)] if sql.strip() else []
+    out = []
+    for sl in slices:
+        text = sql[sl]
+        if not text.strip():
+            continue
+        start = sl.start + (len(text) - len(text.lstrip()))
+        try:
+            tokens = [t for t in parser.scan(text) if t.name not in ("SQL_COMMENT", "C_COMMENT")]
+        except Exception:
+            tokens = []
+        if not tokens:
+            continue  # comments only
+        out.append(Statement(text.strip(), section.line_of(start), _needs_autocommit(tokens)))
+    return out
+
+
+def _needs_autocommit(tokens: list) -> bool:
+    names = [t.name for t in tokens]
+    words = tuple(n.removesuffix("_P") for n in names[:3])
+    if names[0] in _TX_CONTROL:
+        return True
+    if any(words[: len(lead)] == lead for lead in _NO_TX_LEADS):
+        return True
+    if "CONCURRENTLY" in names:
+        # CREATE/DROP INDEX, REINDEX, DETACH PARTITION … CONCURRENTLY; REFRESH MATERIALIZED VIEW
+        # CONCURRENTLY is allowed in a transaction
+        return names[0] != "REFRESH"
+    return False
+
+
+def _non_tx_reason(up: Section) -> str:
+    for stmt in up.statements():
+        if stmt.non_transactional:
+            first = " ".join(stmt.sql.split())[:60]
+            return f"line {stmt.line}: {first}"
+    return ""
+
+
+def _read(path: Path) -> str:
+    try:
+        return normalize(path.read_bytes())
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text", hint="save the file as UTF-8") from exc
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {path}: {exc.strerror}", hint="check the file's permissions"
+        ) from exc
+
+
+def _make(
+    version: str, name: str, up: Section, down: Section | None, fmt: str, force_no_tx: bool
+) -> Migration:
+    reason = ""
+    if force_no_tx:
+        reason = "directive"
+    else:
+        reason = _non_tx_reason(up)
+    return Migration(
+        version=version,
+        name=name,
+        up=up,
+        down=down,
+        transactional=not reason,
+        reason=reason,
+        format=fmt,
+        key=version_key(version),
+    )
+
+
+def parse_native(path: Path, version: str, name: str) -> Migration:
+    text = _read(path)
+    up_m = _UP_MARK.search(text)
+    if not up_m:
+        raise ConfigError(
+            f"{path.name} has no '-- migrate:up' line",
+            hint="start the SQL with a line '-- migrate:up' (and optionally '-- migrate:down')",
+        )
+    down_m = _DOWN_MARK.search(text)
+    if down_m and down_m.start() < up_m.start():
+        raise ConfigError(
+            f"{path.name}: '-- migrate:down' comes before '-- migrate:up'",
+            hint="put the up section first",
+        )
+    up_start = up_m.end() + 1 if up_m.end() < len(text) else up_m.end()
+    up_end = down_m.start() if down_m else len(text)
+    up = Section(path, text[up_start:up_end], text.count("\n", 0, up_start) + 1)
+    down = None
+    if down_m:
+        d_start = min(down_m.end() + 1, len(text))
+        down = Section(path, text[d_start:], text.count("\n", 0, d_start) + 1)
+        if down.empty:
+            down = None
+    no_tx = "transaction:false" in up_m.group("opts") or bool(_NO_TX_DIRECTIVE.search(text))
+    return _make(version, name, up, down, "native", no_tx)
+
+
+def detect_format(files: list[Path]) -> str:
+    names = [f.name for f in files]
+    if any(_GOLANG.match(n) for n in names):
+        return "golang-migrate"
+    if any(_FLYWAY.match(n) for n in names):
+        return "flyway"
+    return "native"
+
+
+def load_source(directory: str | Path, fmt: str = "auto") -> Source:
+    """Read every migration in ``directory``; config errors (duplicates, bad names) before any DB work.
+
+    >>> load_source("migrations").migrations[0].version   # doctest: +SKIP
+    '0001'
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        raise ConfigError(
+            f"migrations directory {d} does not exist",
+            hint="create it (`composekit migrate new NAME` does), or set migrations_dir / --dir",
+        )
+    if fmt not in FORMATS:
+        raise ConfigError(
+            f"unknown migrations format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}"
+        )
+    files = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
+    fmt = detect_format(files) if fmt == "auto" else fmt
+    ignored: list[str] = []
+    found: dict[str, list[tuple[str, str, Path]]] = {}  # version -> [(kind, name, path)]
+
+    for p in files:
+        n = p.name
+        if not n.endswith(".sql"):
+            ignored.append(n)
+            continue
+        if fmt == "native":
+            m = _NATIVE.match(n) or _NATIVE_NONAME.match(n)
+            if m:
+                found.setdefault(m.group("version"), []).append(
+                    ("up", m.groupdict().get("name") or "", p)
+                )
+                continue
+            hint = "name it VERSION_name.sql, e.g. 20260101120000_add_users.sql"
+        elif fmt == "golang-migrate":
+            m = _GOLANG.match(n)
+            if m:
+                found.setdefault(m.group("version"), []).append(
+                    (m.group("dir"), m.group("name"), p)
+                )
+                continue
+            hint = "name it VERSION_name.up.sql (and VERSION_name.down.sql)"
+        else:
+            m = _FLYWAY.match(n)
+            if m:
+                kind = "up" if m.group("kind") == "V" else "down"
+                found.setdefault(m.group("version").replace("_", "."), []).append(
+                    (kind, m.group("name"), p)
+                )
+                continue
+            if re.match(r"^R__", n):
+                ignored.append(f"{n} (Flyway repeatable migrations are not supported)")
+                continue
+            hint = "name it V<version>__name.sql (undo: U<version>__name.sql)"
+        raise ConfigError(f"cannot parse migration file name {n!r} ({fmt} format)", hint=hint)
+
+    migrations: list[Migration] = []
+    keys: dict[tuple[int, ...], str] = {}
+    for version, entries in found.items():
+        ups = [e for e in entries if e[0] == "up"]
+        downs = [e for e in entries if e[0] == "down"]
+        if len(ups) > 1 or len(downs) > 1:
+            dup = ", ".join(e[2].name for e in (ups if len(ups) > 1 else downs))
+            raise ConfigError(
+                f"duplicate migration version {version}: {dup}",
+                hint="give one of them a new version (`composekit migrate new` picks the next free one)",
+            )
+        if not ups:
+            raise ConfigError(
+                f"migration {version} has a down/undo file but no up file: {downs[0][2].name}",
+                hint="add the up file or remove the down file",
+            )
+        key = version_key(version)
+        if key in keys:
+            raise ConfigError(
+                f"duplicate migration version {version}: same number as {keys[key]} ({ups[0][2].name})",
+                hint="versions compare numerically, so 001 and 1 collide; renumber one of them",
+            )
+        keys[key] = version
+        _, name, up_path = ups[0]
+        if fmt == "native":
+            mig = parse_native(up_path, version, name)
+        else:
+            text = _read(up_path)
+            up = Section(up_path, text, 1)
+            down = Section(downs[0][2], _read(downs[0][2]), 1) if downs else None
+            if down is not None and down.empty:
+                down = None
+            mig = _make(version, name, up, down, fmt, bool(_NO_TX_DIRECTIVE.search(text)))
+        migrations.append(mig)
+    migrations.sort(key=lambda m: m.key)
+    return Source(d, fmt, migrations, ignored)
