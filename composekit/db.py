@@ -163,11 +163,12 @@ def advisory_lock(
 class BlockerWatch:
     """While a statement runs on ``work_pid``, poll who blocks it (from another connection)."""
 
-    def __init__(self, conn: Any, work_pid: int, after: float = 0.3, every: float = 0.25) -> None:
+    def __init__(self, conn: Any, work_pid: int, lock_timeout: float = 5.0) -> None:
         self.conn = conn
         self.pid = work_pid
-        self.after = after
-        self.every = every
+        # start looking well before lock_timeout fires, or a short timeout is never explained
+        self.after = min(0.3, lock_timeout / 4)
+        self.every = min(0.25, lock_timeout / 4)
         self.blockers: list[LockHolder] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)

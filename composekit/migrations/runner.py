@@ -478,7 +478,7 @@ class Migrator:
             attempt += 1
             t0 = time.perf_counter()
             try:
-                with BlockerWatch(lock_conn, work.info.backend_pid) as watch:
+                with BlockerWatch(lock_conn, work.info.backend_pid, self.lock_timeout) as watch:
                     work.execute(message)
             except psycopg.errors.LockNotAvailable as exc:
                 who = _blockers_text(watch.blockers)
@@ -569,7 +569,7 @@ class Migrator:
             while True:
                 attempt += 1
                 try:
-                    with BlockerWatch(lock_conn, work.info.backend_pid) as watch:
+                    with BlockerWatch(lock_conn, work.info.backend_pid, self.lock_timeout) as watch:
                         work.execute(stmt.sql)
                     break
                 except psycopg.errors.LockNotAvailable as exc:

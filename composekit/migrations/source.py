@@ -145,16 +145,18 @@ def split_statements(section: Section) -> list[Statement]:
     out = []
     for sl in slices:
         text = sql[sl]
-        if not text.strip():
-            continue
-        start = sl.start + (len(text) - len(text.lstrip()))
         try:
             tokens = [t for t in parser.scan(text) if t.name not in ("SQL_COMMENT", "C_COMMENT")]
         except Exception:
             tokens = []
         if not tokens:
-            continue  # comments only
-        out.append(Statement(text.strip(), section.line_of(start), _needs_autocommit(tokens)))
+            continue  # blank or comments only
+        start = sl.start + tokens[0].start  # leading comments are not part of the statement
+        out.append(
+            Statement(
+                sql[start : sl.stop].rstrip(), section.line_of(start), _needs_autocommit(tokens)
+            )
+        )
     return out
 
 
@@ -304,7 +306,7 @@ def load_source(directory: str | Path, fmt: str = "auto") -> Source:
         raise ConfigError(f"cannot parse migration file name {n!r} ({fmt} format)", hint=hint)
 
     migrations: list[Migration] = []
-    keys: dict[tuple[int, ...], str] = {}
+    keys: dict[tuple[int, ...], Path] = {}
     for version, entries in found.items():
         ups = [e for e in entries if e[0] == "up"]
         downs = [e for e in entries if e[0] == "down"]
@@ -322,10 +324,10 @@ def load_source(directory: str | Path, fmt: str = "auto") -> Source:
         key = version_key(version)
         if key in keys:
             raise ConfigError(
-                f"duplicate migration version {version}: same number as {keys[key]} ({ups[0][2].name})",
+                f"duplicate migration version {version}: {keys[key].name} and {ups[0][2].name} have the same number",
                 hint="versions compare numerically, so 001 and 1 collide; renumber one of them",
             )
-        keys[key] = version
+        keys[key] = ups[0][2]
         _, name, up_path = ups[0]
         if fmt == "native":
             mig = parse_native(up_path, version, name)

@@ -1,0 +1,550 @@
+"""The migration engine against a real PostgreSQL 15 (host cluster), through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from composekit import migrations
+from composekit.db import lock_key
+from composekit.errors import ExitCode
+from tests.conftest import PgCluster
+from tests.helpers import run_cli
+
+UP = "-- migrate:up\n{up}\n-- migrate:down\n{down}\n"
+
+
+def mig_dir(tmp_path: Path, files: dict[str, str | bytes], name: str = "migrations") -> Path:
+    d = tmp_path / name
+    d.mkdir(exist_ok=True)
+    for fname, body in files.items():
+        (d / fname).write_bytes(body if isinstance(body, bytes) else body.encode())
+    return d
+
+
+def five(tmp_path: Path, broken: int | None = None) -> Path:
+    files = {}
+    for i in range(1, 6):
+        up = f"CREATE TABLE t{i} (id int);\nINSERT INTO t{i} VALUES ({i});"
+        if i == broken:
+            up = f"CREATE TABLE t{i} (id int);\n\nINSERT INTO t{i} VALUES ({i};"  # syntax error: line 4 of the file
+        files[f"000{i}_t{i}.sql"] = UP.format(up=up, down=f"DROP TABLE t{i};")
+    return mig_dir(tmp_path, files)
+
+
+def cli(db_url: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return run_cli(*args, env={"DATABASE_URL": db_url}, timeout=timeout)
+
+
+def query(db_url: str, sql: str) -> list[tuple]:  # type: ignore[type-arg]
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return conn.execute(sql).fetchall()  # type: ignore[arg-type]
+
+
+def execute(db_url: str, sql: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+def ledger(db_url: str) -> list[str]:
+    return [r[0] for r in query(db_url, "SELECT version FROM schema_migrations ORDER BY version")]
+
+
+def tables(db_url: str) -> set[str]:
+    return {
+        r[0] for r in query(db_url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    }
+
+
+# -- behaviour ---------------------------------------------------------------------------------------
+
+
+def test_syntax_error_in_third_of_five(db_url: str, tmp_path: Path) -> None:
+    d = five(tmp_path, broken=3)
+    r = cli(db_url, "migrate", "up", "--dir", str(d))
+    assert r.returncode == ExitCode.MIGRATION
+    assert "0003_t3.sql:4: syntax error at or near" in r.stderr
+    assert "SQLSTATE 42601" in r.stderr and "0001_t1, 0002_t2" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert ledger(db_url) == ["0001", "0002"]
+    assert tables(db_url) == {"schema_migrations", "t1", "t2"}  # t3 rolled back with its ledger row
+
+
+def test_runtime_error_is_located_to_its_line(db_url: str, tmp_path: Path) -> None:
+    body = "CREATE TABLE u (id int PRIMARY KEY);\nINSERT INTO u VALUES (1);\n\nINSERT INTO u VALUES (1);"
+    d = mig_dir(tmp_path, {"1_u.sql": UP.format(up=body, down="DROP TABLE u;")})
+    r = cli(db_url, "migrate", "up", "--dir", str(d))
+    assert r.returncode == ExitCode.MIGRATION
+    assert "1_u.sql:5: duplicate key value violates unique constraint" in r.stderr
+    assert "Key (id)=(1) already exists" in r.stderr
+    assert tables(db_url) == {"schema_migrations"}
+
+
+def test_up_down_up_leaves_identical_schema(
+    db_url: str, tmp_path: Path, pg_cluster: PgCluster
+) -> None:
+    d = mig_dir(
+        tmp_path,
+        {
+            "0001_users.sql": UP.format(
+                up="CREATE TYPE mood AS ENUM ('ok', 'meh');\n"
+                "CREATE TABLE users (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email text NOT NULL, m mood);",
+                down="DROP TABLE users;\nDROP TYPE mood;",
+            ),
+            "0002_fn.sql": UP.format(
+                up="CREATE FUNCTION lower_email() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+                "BEGIN NEW.email := lower(NEW.email); RETURN NEW; END;\n$$;\n"
+                "CREATE TRIGGER t BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION lower_email();",
+                down="DROP TRIGGER t ON users;\nDROP FUNCTION lower_email();",
+            ),
+            "0003_idx.sql": UP.format(
+                up="CREATE INDEX CONCURRENTLY users_email ON users (email);",
+                down="DROP INDEX CONCURRENTLY users_email;",
+            ),
+            "0004_view.sql": UP.format(
+                up="CREATE VIEW v_users AS SELECT id, email FROM users;", down="DROP VIEW v_users;"
+            ),
+        },
+    )
+
+    def schema() -> str:
+        out = subprocess.run(
+            [
+                "pg_dump",
+                "--schema-only",
+                "--no-owner",
+                "--exclude-table=schema_migrations",
+                "-d",
+                db_url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PGPASSWORD": pg_cluster.password},
+        ).stdout
+        # pg_dump >= 15.14 writes \restrict lines with a random key per dump
+        return "\n".join(
+            ln for ln in out.splitlines() if not ln.startswith(("--", "\\restrict", "\\unrestrict"))
+        )
+
+    assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
+    first = schema()
+    assert "users_email" in first and "lower_email" in first
+    r = cli(db_url, "migrate", "down", "--target", "0", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert ledger(db_url) == [] and tables(db_url) == {"schema_migrations"}
+    assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
+    assert schema() == first
+
+
+def test_ten_processes_apply_each_migration_exactly_once(db_url: str, tmp_path: Path) -> None:
+    files = {"0001_log.sql": UP.format(up="CREATE TABLE log (v text);", down="DROP TABLE log;")}
+    for i in range(2, 7):
+        files[f"000{i}_m.sql"] = UP.format(
+            up=f"CREATE TABLE m{i} (id int);\nINSERT INTO log VALUES ('{i}');\nSELECT pg_sleep(0.2);",
+            down=f"DROP TABLE m{i};",
+        )
+    d = mig_dir(tmp_path, files)
+    env = {**os.environ, "DATABASE_URL": db_url}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "composekit", "migrate", "up", "--dir", str(d)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(10)
+    ]
+    results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
+    assert [rc for rc, _ in results] == [0] * 10, results
+    assert ledger(db_url) == ["0001", "0002", "0003", "0004", "0005", "0006"]
+    assert sorted(r[0] for r in query(db_url, "SELECT v FROM log")) == ["2", "3", "4", "5", "6"]
+    waiters = [err for _, err in results if "waiting for the migration lock held by pid" in err]
+    assert waiters, "with 10 at once, some must have waited and said for whom"
+
+
+def _wait_for_query(db_url: str, needle: str, timeout: float = 20, waiting: bool = False) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cond = " AND wait_event_type = 'Lock'" if waiting else ""
+        rows = query(
+            db_url,
+            f"SELECT pid FROM pg_stat_activity WHERE query LIKE '%{needle}%' AND pid <> pg_backend_pid(){cond}",
+        )
+        if rows:
+            return int(rows[0][0])
+        time.sleep(0.1)
+    raise AssertionError(f"no session ran {needle!r} within {timeout}s")
+
+
+def _wait_gone(db_url: str, pid: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not query(db_url, f"SELECT 1 FROM pg_stat_activity WHERE pid = {pid}"):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"backend {pid} still alive after the client was killed")
+
+
+def test_kill9_during_transactional_migration_then_rerun(db_url: str, tmp_path: Path) -> None:
+    slow = "SELECT pg_sleep(CASE WHEN current_setting('ck.slow', true) = 'on' THEN 60 ELSE 0 END)"
+    d = mig_dir(
+        tmp_path,
+        {
+            "1_a.sql": UP.format(up="CREATE TABLE a (id int);", down="DROP TABLE a;"),
+            "2_b.sql": UP.format(up=f"CREATE TABLE b (id int);\n{slow};", down="DROP TABLE b;"),
+            "3_c.sql": UP.format(up="CREATE TABLE c (id int);", down="DROP TABLE c;"),
+        },
+    )
+    env = {**os.environ, "DATABASE_URL": db_url, "PGOPTIONS": "-c ck.slow=on"}
+    p = subprocess.Popen(
+        [sys.executable, "-m", "composekit", "migrate", "up", "--dir", str(d)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pid = _wait_for_query(db_url, "pg_sleep(CASE")
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    _wait_gone(db_url, pid)  # client_connection_check_interval ends the orphaned query
+    assert ledger(db_url) == ["1"] and "b" not in tables(db_url)
+    r = cli(db_url, "migrate", "up", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert ledger(db_url) == ["1", "2", "3"] and {"a", "b", "c"} <= tables(db_url)
+
+
+def test_kill9_during_create_index_concurrently_then_repair(db_url: str, tmp_path: Path) -> None:
+    d = mig_dir(
+        tmp_path,
+        {
+            "1_items.sql": UP.format(
+                up="CREATE TABLE items (id int, name text);\nINSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 1000) g;",
+                down="DROP TABLE items;",
+            ),
+            "2_idx.sql": UP.format(
+                up="CREATE INDEX CONCURRENTLY items_name ON items (name);",
+                down="DROP INDEX CONCURRENTLY items_name;",
+            ),
+        },
+    )
+    assert cli(db_url, "migrate", "up", "--target", "1", "--dir", str(d)).returncode == 0
+    blocker = psycopg.connect(db_url)  # an open writing transaction makes CONCURRENTLY wait
+    blocker.execute("INSERT INTO items VALUES (0, 'zero')")
+    env = {**os.environ, "DATABASE_URL": db_url}
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "composekit",
+            "migrate",
+            "up",
+            "--dir",
+            str(d),
+            "--lock-timeout",
+            "120",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        backend = _wait_for_query(db_url, "CREATE INDEX CONCURRENTLY", waiting=True)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        _wait_gone(db_url, backend)
+    finally:
+        blocker.commit()
+        blocker.close()
+    invalid = "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE NOT i.indisvalid"
+    assert query(db_url, invalid) == [("items_name",)]
+
+    st = json.loads(cli(db_url, "migrate", "status", "--json", "--dir", str(d)).stdout)
+    assert [(p["kind"], p["version"]) for p in st["problems"]] == [("dirty", "2")]
+    r = cli(db_url, "migrate", "up", "--dir", str(d))
+    assert (
+        r.returncode == ExitCode.MIGRATION
+        and "migration 2 is dirty" in r.stderr
+        and "repair" in r.stderr
+    )
+    r = cli(db_url, "migrate", "repair", "--dir", str(d))
+    assert r.returncode == 0 and "dropped INVALID index public.items_name left by 2" in r.stdout
+    r = cli(db_url, "migrate", "up", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert query(db_url, invalid) == []
+    assert query(db_url, "SELECT count(*) FROM pg_indexes WHERE indexname = 'items_name'") == [(1,)]
+    assert ledger(db_url) == ["1", "2"]
+
+
+def test_lock_timeout_retries_name_the_blocker_then_succeed(db_url: str, tmp_path: Path) -> None:
+    d = mig_dir(
+        tmp_path,
+        {
+            "1_a.sql": UP.format(up="CREATE TABLE a (id int);", down="DROP TABLE a;"),
+            "2_b.sql": UP.format(
+                up="ALTER TABLE a ADD COLUMN note text;", down="ALTER TABLE a DROP COLUMN note;"
+            ),
+        },
+    )
+    assert cli(db_url, "migrate", "up", "--target", "1", "--dir", str(d)).returncode == 0
+    blocker = psycopg.connect(db_url + "?application_name=report-job")
+    blocker.execute("LOCK TABLE a IN ACCESS SHARE MODE")  # an open read transaction
+    blocker_pid = blocker.info.backend_pid
+    env = {**os.environ, "DATABASE_URL": db_url}
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "composekit",
+            "migrate",
+            "up",
+            "--dir",
+            str(d),
+            "--lock-timeout",
+            "0.8",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.5)
+    blocker.commit()
+    blocker.close()
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert f"lock timeout waiting for pid {blocker_pid} (report-job" in err
+    assert "retry 1/3" in err
+    assert ledger(db_url) == ["1", "2"]
+
+
+def test_lock_timeout_gives_up_after_retries(db_url: str, tmp_path: Path) -> None:
+    d = mig_dir(tmp_path, {"1_a.sql": UP.format(up="CREATE TABLE a (id int);", down="")})
+    assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
+    (d / "2_b.sql").write_text(UP.format(up="ALTER TABLE a ADD COLUMN x int;", down=""))
+    with psycopg.connect(db_url + "?application_name=stuck-report") as blocker:
+        blocker.execute("LOCK TABLE a IN ACCESS SHARE MODE")
+        r = run_cli(
+            "migrate",
+            "up",
+            "--dir",
+            str(d),
+            "--lock-timeout",
+            "0.2",
+            env={"DATABASE_URL": db_url, "COMPOSEKIT_LOCK_RETRIES": "1"},
+        )
+    assert r.returncode == ExitCode.MIGRATION
+    assert "gave up after 2 tries" in r.stderr and "stuck-report" in r.stderr
+    assert ledger(db_url) == ["1"]
+
+
+def test_migration_lock_waiter_names_the_holder_and_gives_up(db_url: str, tmp_path: Path) -> None:
+    d = five(tmp_path)
+    with psycopg.connect(db_url + "?application_name=other-deployer", autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", [lock_key("schema_migrations")])
+        r = cli(db_url, "migrate", "up", "--dir", str(d), "--lock-wait", "1")
+        assert r.returncode == ExitCode.MIGRATION
+        assert f"lock held by pid {holder.info.backend_pid}, other-deployer" in r.stderr
+        assert "pg_terminate_backend" in r.stderr
+    assert "t1" not in tables(db_url)
+
+
+@pytest.mark.parametrize("layout", ["native-crlf-bom", "golang-migrate", "flyway"])
+def test_formats_and_encodings_apply(db_url: str, tmp_path: Path, layout: str) -> None:
+    fn = "CREATE FUNCTION add1(i int) RETURNS int LANGUAGE plpgsql AS $fn$\nBEGIN\n  RETURN i + 1; -- ;\nEND\n$fn$;"
+    files: dict[str, str | bytes]
+    if layout == "native-crlf-bom":
+        files = {
+            "1_fn.sql": b"\xef\xbb\xbf"
+            + UP.format(up=fn, down="DROP FUNCTION add1(int);").replace("\n", "\r\n").encode(),
+            "2_t.sql": UP.format(up="CREATE TABLE t (s text DEFAULT 'a;b');", down="DROP TABLE t;"),
+        }
+    elif layout == "golang-migrate":
+        files = {
+            "1_fn.up.sql": fn,
+            "1_fn.down.sql": "DROP FUNCTION add1(int);",
+            "2_t.up.sql": "CREATE TABLE t (s text);",
+            "2_t.down.sql": "DROP TABLE t;",
+        }
+    else:
+        files = {
+            "V1__fn.sql": fn,
+            "U1__fn.sql": "DROP FUNCTION add1(int);",
+            "V1.1__t.sql": "CREATE TABLE t (s text);",
+            "U1.1__t.sql": "DROP TABLE t;",
+        }
+    d = mig_dir(tmp_path, files)
+    r = cli(db_url, "migrate", "up", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert query(db_url, "SELECT add1(41)") == [(42,)]
+    assert "t" in tables(db_url)
+    assert cli(db_url, "migrate", "down", "--target", "0", "--dir", str(d)).returncode == 0
+    assert tables(db_url) == {"schema_migrations"}
+
+
+def test_no_password_in_any_output(pg_cluster: PgCluster, db_url: str, tmp_path: Path) -> None:
+    d = five(tmp_path, broken=2)
+    wrong = pg_cluster.url(db_url.rsplit("/", 1)[1], password="Wr0ng-Passw0rd-xyz")
+    r = cli(wrong, "migrate", "status", "--dir", str(d))
+    assert r.returncode == ExitCode.CONFIG
+    assert (
+        "the database refused the login at postgres@127.0.0.1" in r.stderr
+        and "DATABASE_URL" in r.stderr
+    )
+    r_json = cli(wrong, "migrate", "up", "--dir", str(d), "--json")
+    assert json.loads(r_json.stdout)["exit_code"] == ExitCode.CONFIG
+    r2 = cli(db_url, "migrate", "up", "--dir", str(d), "--debug")
+    r3 = cli(db_url, "migrate", "status", "--json", "--dir", str(d))
+    r4 = run_cli(
+        "migrate",
+        "up",
+        "--dir",
+        str(d),
+        "--database-url",
+        "postgresql://postgres:Wr0ng-Passw0rd-xyz@127.0.0.1:1/x",
+    )
+    assert r4.returncode == ExitCode.CONFIG and "cannot reach the database" in r4.stderr
+    for res in (r, r_json, r2, r3, r4):
+        for secret in ("Wr0ng-Passw0rd-xyz", pg_cluster.password):
+            assert secret not in res.stdout + res.stderr
+
+
+def test_edited_applied_migration_blocks_up_and_verify(db_url: str, tmp_path: Path) -> None:
+    d = five(tmp_path)
+    assert cli(db_url, "migrate", "up", "--target", "0003", "--dir", str(d)).returncode == 0
+    f = d / "0002_t2.sql"
+    f.write_text(f.read_text().replace("VALUES (2)", "VALUES (22)"))
+    r = cli(db_url, "migrate", "up", "--dir", str(d))
+    assert r.returncode == ExitCode.VERIFY
+    assert (
+        "edited migration 0002: 0002_t2.sql changed after it was applied; nothing was applied"
+        in r.stderr
+    )
+    assert ledger(db_url) == ["0001", "0002", "0003"]
+    r = cli(db_url, "migrate", "verify", "--dir", str(d))
+    assert r.returncode == ExitCode.VERIFY and "edited 0002" in r.stderr
+    f.unlink()
+    r = cli(db_url, "migrate", "verify", "--dir", str(d))
+    assert r.returncode == ExitCode.VERIFY and "missing 0002" in r.stderr and "--forget" in r.stderr
+
+
+def test_out_of_order_is_refused_unless_allowed(db_url: str, tmp_path: Path) -> None:
+    d = five(tmp_path)
+    late = (d / "0002_t2.sql").read_text()
+    (d / "0002_t2.sql").unlink()
+    assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
+    (d / "0002_t2.sql").write_text(late)
+    r = cli(db_url, "migrate", "up", "--dir", str(d))
+    assert r.returncode == ExitCode.VERIFY and "out-of-order migration 0002" in r.stderr
+    r = cli(db_url, "migrate", "up", "--dir", str(d), "--allow-out-of-order")
+    assert r.returncode == 0 and ledger(db_url) == ["0001", "0002", "0003", "0004", "0005"]
+
+
+def test_down_without_down_section_changes_nothing(db_url: str, tmp_path: Path) -> None:
+    d = mig_dir(
+        tmp_path,
+        {
+            "1_a.sql": UP.format(up="CREATE TABLE a ();", down="DROP TABLE a;"),
+            "2_b.sql": "-- migrate:up\nCREATE TABLE b ();\n",
+        },
+    )
+    assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
+    r = cli(db_url, "migrate", "down", "--target", "0", "--dir", str(d))
+    assert (
+        r.returncode == ExitCode.MIGRATION
+        and "cannot revert 2_b.sql: it has no down section" in r.stderr
+    )
+    assert ledger(db_url) == ["1", "2"]
+
+
+def test_atomic_rolls_back_the_whole_run(db_url: str, tmp_path: Path) -> None:
+    d = five(tmp_path, broken=4)
+    r = cli(db_url, "migrate", "up", "--atomic", "--dir", str(d))
+    assert (
+        r.returncode == ExitCode.MIGRATION
+        and "0004_t4.sql:4" in r.stderr
+        and "--atomic" in r.stderr
+    )
+    assert ledger(db_url) == [] and tables(db_url) == {"schema_migrations"}
+
+
+def test_adopts_existing_version_only_ledger_and_baseline(db_url: str, tmp_path: Path) -> None:
+    execute(
+        db_url,
+        "CREATE TABLE schema_migrations (version varchar(255) PRIMARY KEY); "
+        "INSERT INTO schema_migrations VALUES ('0001'); CREATE TABLE t1 (id int)",
+    )
+    d = five(tmp_path)
+    st = json.loads(cli(db_url, "migrate", "status", "--json", "--dir", str(d)).stdout)
+    assert st["current_version"] == "0001" and len(st["pending"]) == 4 and st["problems"] == []
+    r = cli(db_url, "migrate", "baseline", "0002", "--dir", str(d))
+    assert r.returncode == 0 and ledger(db_url) == ["0001", "0002"]
+    execute(db_url, "CREATE TABLE t2 (id int)")
+    assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
+    cols = {
+        r[0]
+        for r in query(
+            db_url,
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'schema_migrations'",
+        )
+    }
+    assert {
+        "version",
+        "name",
+        "checksum",
+        "duration_ms",
+        "applied_by",
+        "applied_at",
+        "dirty",
+    } <= cols
+    assert ledger(db_url) == ["0001", "0002", "0003", "0004", "0005"]
+
+
+def test_plan_and_dry_run_change_nothing(db_url: str, tmp_path: Path) -> None:
+    d = mig_dir(
+        tmp_path,
+        {
+            "1_a.sql": UP.format(up="CREATE TABLE a (id int);", down="DROP TABLE a;"),
+            "2_i.sql": UP.format(
+                up="CREATE INDEX CONCURRENTLY ai ON a (id);", down="DROP INDEX ai;"
+            ),
+        },
+    )
+    plan = json.loads(cli(db_url, "migrate", "plan", "--json", "--dir", str(d)).stdout)["plan"]
+    assert [(s["version"], s["transactional"]) for s in plan] == [("1", True), ("2", False)]
+    assert plan[1]["sql"] == "CREATE INDEX CONCURRENTLY ai ON a (id);"
+    r = cli(db_url, "migrate", "up", "--dry-run", "--dir", str(d))
+    assert r.returncode == 0 and "WITHOUT a transaction" in r.stdout
+    assert tables(db_url) == set()  # not even the ledger
+
+
+def test_library_api(db_url: str, tmp_path: Path) -> None:
+    d = five(tmp_path)
+    assert migrations.is_up_to_date(db_url, d) is False
+    seen: list[str] = []
+    result = migrations.upgrade(db_url, d, progress=seen.append)
+    assert [a.version for a in result.done] == ["0001", "0002", "0003", "0004", "0005"]
+    assert any(s.startswith("applied 0003_t3") for s in seen)
+    assert migrations.is_up_to_date(db_url, d) is True
+    assert migrations.status(db_url, d).current == "0005"
+    assert migrations.upgrade(db_url, d).done == []
+
+
+def test_new_then_up(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    r = run_cli("migrate", "new", "create widgets", cwd=tmp_path)
+    assert r.returncode == 0 and "0001_create_widgets.sql" in r.stdout
+    f = tmp_path / "migrations" / "0001_create_widgets.sql"
+    f.write_text(
+        f.read_text().replace("-- migrate:up\n", "-- migrate:up\nCREATE TABLE widgets ();\n")
+    )
+    r = run_cli("migrate", "up", env={"DATABASE_URL": db_url}, cwd=tmp_path)
+    assert r.returncode == 0 and "widgets" in tables(db_url)
