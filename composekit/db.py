@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from composekit.errors import ConfigError, DatabaseUnavailable, LockTimeout
@@ -39,9 +40,11 @@ def connect(url: str, application_name: str, origin: str = "", timeout: int = 10
     where = describe_url(url)
     src = f" (from {origin})" if origin else ""
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             url, autocommit=True, connect_timeout=timeout, application_name=application_name[:63]
         )
+        conn.prepare_threshold = None  # every migration's SQL is different: no prepare bookkeeping
+        return conn
     except psycopg.OperationalError as exc:
         msg = redact(str(exc)).strip().splitlines()
         text = " ".join(msg)
@@ -161,7 +164,12 @@ def advisory_lock(
 
 
 class BlockerWatch:
-    """While a statement runs on ``work_pid``, poll who blocks it (from another connection)."""
+    """Names who blocks the statement running on ``work_pid``, polled from another connection.
+
+    One thread serves a whole run; :meth:`watching` arms it around each statement and it polls
+    ``pg_blocking_pids`` only once a statement has run for a while, so fast migrations cost
+    nothing but two condition-variable notifications.
+    """
 
     def __init__(self, conn: Any, work_pid: int, lock_timeout: float = 5.0) -> None:
         self.conn = conn
@@ -170,31 +178,69 @@ class BlockerWatch:
         self.after = min(0.3, lock_timeout / 4)
         self.every = min(0.25, lock_timeout / 4)
         self.blockers: list[LockHolder] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._cond = threading.Condition()
+        self._armed: int | None = None
+        self._generation = 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> BlockerWatch:
-        self._thread.start()
-        return self
+    @contextmanager
+    def watching(self) -> Iterator[BlockerWatch]:
+        with self._cond:
+            self._generation += 1
+            self._armed = self._generation
+            self.blockers = []
+            self._cond.notify()
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, daemon=True, name="composekit-blocker-watch"
+            )
+            self._thread.start()
+        try:
+            yield self
+        finally:
+            with self._cond:
+                self._armed = None
+                self._cond.notify()
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _still(self, gen: int) -> bool:
+        return self._armed == gen and not self._closed
+
+    def _done(self, gen: int) -> bool:
+        return not self._still(gen)
 
     def _run(self) -> None:
-        if self._stop.wait(self.after):
-            return
-        while not self._stop.is_set():
-            try:
-                rows = self.conn.execute(
-                    "SELECT pid, coalesce(application_name, ''), "
-                    "to_char(coalesce(xact_start, query_start) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-                    "left(regexp_replace(query, '\\s+', ' ', 'g'), 120) "
-                    "FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids(%s))",
-                    [self.pid],
-                ).fetchall()
-            except Exception:
-                return
-            if rows:
-                self.blockers = [LockHolder(r[0], r[1], r[2] or "?", r[3]) for r in rows]
-            self._stop.wait(self.every)
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._armed is not None or self._closed)
+                if self._closed:
+                    return
+                gen = self._armed
+                assert gen is not None
+                if self._cond.wait_for(partial(self._done, gen), timeout=self.after):
+                    continue  # the statement finished quickly
+            while True:
+                try:
+                    rows = self.conn.execute(
+                        "SELECT pid, coalesce(application_name, ''), "
+                        "to_char(coalesce(xact_start, query_start) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+                        "left(regexp_replace(query, '\\s+', ' ', 'g'), 120) "
+                        "FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids(%s))",
+                        [self.pid],
+                    ).fetchall()
+                except Exception:
+                    return
+                with self._cond:
+                    if not self._still(gen):
+                        break
+                    if rows:
+                        self.blockers = [LockHolder(r[0], r[1], r[2] or "?", r[3]) for r in rows]
+                    if self._cond.wait_for(partial(self._done, gen), timeout=self.every):
+                        break

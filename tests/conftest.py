@@ -6,114 +6,30 @@ with the reason.
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.pgcluster import PgCluster, start_cluster
+
 ROOT = Path(__file__).resolve().parent.parent
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-PG_PASSWORD = "pw-" + secrets.token_hex(8)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _as_postgres(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # initdb and postgres refuse to run as root
-        prefix = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
-    return subprocess.run(prefix + argv, check=True, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
-
-
-@dataclass
-class PgCluster:
-    host: str
-    port: int
-    user: str
-    password: str
-    datadir: Path
-
-    def url(self, dbname: str = "postgres", password: str | None = None) -> str:
-        pw = self.password if password is None else password
-        return f"postgresql://{self.user}:{pw}@{self.host}:{self.port}/{dbname}"
-
-    def admin(self, sql: str, dbname: str = "postgres") -> None:
-        import psycopg
-
-        with psycopg.connect(self.url(dbname), autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     """A throwaway PostgreSQL 15 cluster on 127.0.0.1 with scram password auth."""
-    if not (PG_BIN / "initdb").exists():
-        pytest.fail(f"PostgreSQL server binaries not found in {PG_BIN}: run scripts/bootstrap.sh")
-    base = Path(tempfile.mkdtemp(prefix="composekit-pg-"))
-    shutil.chown(base, "postgres", "postgres")
-    datadir = base / "data"
-    pwfile = base / "pw"
-    pwfile.write_text(PG_PASSWORD)
-    shutil.chown(pwfile, "postgres", "postgres")
-    _as_postgres(
-        [
-            str(PG_BIN / "initdb"),
-            "-D",
-            str(datadir),
-            "-U",
-            "postgres",
-            f"--pwfile={pwfile}",
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
-            "--no-sync",
-            "-E",
-            "UTF8",
-            "--locale=C.UTF-8",
-        ]
-    )
-    port = _free_port()
-    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-    _as_postgres(
-        [
-            str(PG_BIN / "pg_ctl"),
-            "-D",
-            str(datadir),
-            "-o",
-            opts,
-            "-l",
-            str(base / "log"),
-            "-w",
-            "start",
-        ]
-    )
-    cluster = PgCluster("127.0.0.1", port, "postgres", PG_PASSWORD, datadir)
+    try:
+        cluster = start_cluster(durable=False)
+    except FileNotFoundError as exc:
+        pytest.fail(f"PostgreSQL server binaries not found: {exc}; run scripts/bootstrap.sh")
     try:
         yield cluster
     finally:
-        subprocess.run(
-            (
-                ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
-                if os.geteuid() == 0
-                else []
-            )
-            + [str(PG_BIN / "pg_ctl"), "-D", str(datadir), "-m", "immediate", "-w", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.stop()
 
 
 @pytest.fixture

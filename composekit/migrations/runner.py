@@ -360,7 +360,11 @@ class Migrator:
                         work.execute("SET client_connection_check_interval = '1s'")
                     for done in self.ledger.ensure(work):
                         self.progress(done)
-                    yield lock_conn, work
+                    self._watch = BlockerWatch(lock_conn, work.info.backend_pid, self.lock_timeout)
+                    try:
+                        yield lock_conn, work
+                    finally:
+                        self._watch.close()
                 finally:
                     work.close()
         finally:
@@ -478,7 +482,7 @@ class Migrator:
             attempt += 1
             t0 = time.perf_counter()
             try:
-                with BlockerWatch(lock_conn, work.info.backend_pid, self.lock_timeout) as watch:
+                with self._watch.watching() as watch:
                     work.execute(message)
             except psycopg.errors.LockNotAvailable as exc:
                 who = _blockers_text(watch.blockers)
@@ -569,7 +573,7 @@ class Migrator:
             while True:
                 attempt += 1
                 try:
-                    with BlockerWatch(lock_conn, work.info.backend_pid, self.lock_timeout) as watch:
+                    with self._watch.watching() as watch:
                         work.execute(stmt.sql)
                     break
                 except psycopg.errors.LockNotAvailable as exc:

@@ -95,6 +95,10 @@ class Section:
 
     @property
     def empty(self) -> bool:
+        if "/*" not in self.sql:  # fast path: only line comments and blanks?
+            return all(
+                not ln.strip() or ln.lstrip().startswith("--") for ln in self.sql.splitlines()
+            )
         return not self.statements()
 
 
@@ -174,7 +178,17 @@ def _needs_autocommit(tokens: list) -> bool:
     return False
 
 
+# words that can start or mark a statement that refuses a transaction block; text without any
+# of them (the common case) needs no scanning at all
+_MAYBE_NO_TX = re.compile(
+    r"\b(concurrently|vacuum|system|database|tablespace|begin|start|commit|end|rollback|abort|savepoint|release|prepare)\b",
+    re.IGNORECASE,
+)
+
+
 def _non_tx_reason(up: Section) -> str:
+    if not _MAYBE_NO_TX.search(up.sql):
+        return ""
     for stmt in up.statements():
         if stmt.non_transactional:
             first = " ".join(stmt.sql.split())[:60]

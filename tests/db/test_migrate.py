@@ -16,8 +16,8 @@ import pytest
 from composekit import migrations
 from composekit.db import lock_key
 from composekit.errors import ExitCode
-from tests.conftest import PgCluster
 from tests.helpers import run_cli
+from tests.pgcluster import PgCluster
 
 UP = "-- migrate:up\n{up}\n-- migrate:down\n{down}\n"
 
