@@ -414,6 +414,146 @@ def migrate_repair(
             render.line(a)
 
 
+# -- backup / restore ----------------------------------------------------------------------------
+
+backup_app = typer.Typer(
+    help="Take, list and prune verified backups (pg_dump -Fc inside the db container).",
+    invoke_without_command=True,
+    epilog="Examples:\n\n  composekit backup --label before-upgrade\n\n  composekit backup list --json",
+)
+app.add_typer(backup_app, name="backup")
+
+
+def _db_target() -> Any:
+    from composekit.backup import DbTarget
+
+    s = settings()
+    return s, DbTarget.from_settings(s)
+
+
+@backup_app.callback()
+def backup(
+    ctx: typer.Context,
+    label: Annotated[
+        str, typer.Option("--label", "-l", help="A word to find it by later.")
+    ] = "manual",
+    keep: Annotated[
+        int | None, typer.Option("--keep", help="Keep the N newest backups (default 10).")
+    ] = None,
+    lock_wait_timeout: Annotated[
+        float, typer.Option("--lock-wait-timeout", help="Seconds pg_dump waits for a table lock.")
+    ] = 30,
+    as_json: JsonOpt = False,
+) -> None:
+    """Back up the database now: dump, verify (sha256 + pg_restore --list), keep the N newest."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from composekit.backup import take_backup
+
+    s, target = _db_target()
+    b = take_backup(
+        target,
+        s.backups_path,
+        label=label,
+        keep=keep if keep is not None else s.keep_backups,
+        lock_wait_timeout=lock_wait_timeout,
+        progress=render.progress,
+    )
+    if as_json:
+        render.emit_json(b)
+    else:
+        render.line(f"backup {b.path} ({b.size} bytes, ledger {b.ledger_version or '-'}, verified)")
+
+
+@backup_app.command("list")
+def backup_list(as_json: JsonOpt = False) -> None:
+    """Backups, newest first: label, age, size, ledger version, verified."""
+    from composekit.backup import list_backups
+
+    backups = list_backups(settings().backups_path)
+    if as_json:
+        render.emit_json({"backups": backups})
+        return
+    rows = [
+        (
+            b.path.name,
+            b.label,
+            _age(b.age_s),
+            b.size,
+            b.ledger_version or "-",
+            "yes" if b.verified else "no",
+        )
+        for b in backups
+    ]
+    render.table(rows, ["file", "label", "age", "bytes", "ledger", "verified"])
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+@app.command(
+    epilog="Examples:\n\n  composekit restore --latest --yes\n\n  composekit restore 20261125T101500Z_manual.dump\n\n"
+    "  composekit restore ./backup.sql --yes   # a plain dump from the old shell script"
+)
+def restore(
+    name: Annotated[
+        str | None, typer.Argument(help="Backup file name (see `backup list`); default: newest.")
+    ] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="Restore the newest backup.")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask (required without a terminal).")
+    ] = False,
+    no_snapshot: Annotated[
+        bool,
+        typer.Option("--no-snapshot", help="Skip the safety snapshot of the current database."),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Restore a backup: verify it, snapshot the current database, restore into a scratch database,
+    then swap it in (the services using the database are stopped for the swap)."""
+    from composekit.backup import find_backup, restore_backup
+    from composekit.errors import UsageError
+
+    if name and latest:
+        raise UsageError(
+            "give a backup name or --latest, not both", hint="see `composekit backup list`"
+        )
+    s, target = _db_target()
+    chosen = find_backup(s.backups_path, name)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                f"refusing to restore {chosen.path.name} over database {target.database} without --yes",
+                hint="rerun with --yes (no terminal to ask on)",
+            )
+        typer.confirm(
+            f"Replace database {target.database} with {chosen.path.name} (a safety snapshot is taken first)?",
+            abort=True,
+        )
+    stop = [s.web_service, s.migrator_service, *s.maintenance_services]
+    report = restore_backup(
+        target,
+        s.backups_path,
+        str(chosen.path),
+        snapshot=not no_snapshot,
+        stop_services=stop,
+        progress=render.progress,
+    )
+    if as_json:
+        render.emit_json(report)
+        return
+    render.line(
+        f"restored {report.restored.path.name} into {report.database} "
+        f"(ledger {report.ledger_version or '-'}) in {report.duration_s:.1f}s"
+    )
+    if report.snapshot:
+        render.line(f"safety snapshot of the previous state: {report.snapshot.path}")
+
+
 def _wants_json(argv: list[str]) -> bool:
     return "--json" in argv
 

@@ -1,0 +1,508 @@
+"""Backups: take, verify, list, prune and restore — never destructive.
+
+* ``pg_dump -Fc`` runs **inside** the db container (its version always matches the server) and
+  streams byte-for-byte to a temp file on the host; only after sha256 and ``pg_restore --list``
+  pass is it renamed into place with its manifest. A crash never leaves a file that looks valid.
+* Restore verifies the checksum first, takes a safety snapshot, restores into a **scratch
+  database**, checks its ledger version, and only then swaps names with the live database (stopping
+  the services that use it for the swap). A failed ``pg_restore`` leaves the live database as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from composekit import proc
+from composekit.compose import ComposeProject
+from composekit.errors import ComposekitError, DockerError, UsageError, VerifyError
+from composekit.migrations.source import version_key
+
+Progress = Callable[[str], None]
+DUMP_SUFFIX = ".dump"
+SQL_SUFFIX = ".sql"
+
+
+def _silent(msg: str) -> None:
+    pass
+
+
+@dataclass
+class Backup:
+    name: str
+    path: Path
+    database: str
+    server_version: str
+    ledger_version: str | None
+    sha256: str
+    size: int
+    duration_s: float
+    label: str
+    compose_project: str
+    created: str
+    format: str = "custom"
+    verified: bool = True
+
+    @property
+    def manifest_path(self) -> Path:
+        return manifest_of(self.path)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+    @property
+    def age_s(self) -> float:
+        return (datetime.now(UTC) - datetime.fromisoformat(self.created)).total_seconds()
+
+
+@dataclass
+class RestoreReport:
+    restored: Backup
+    snapshot: Backup | None
+    database: str
+    stopped: list[str]
+    ledger_version: str | None
+    duration_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "restored": self.restored.to_dict(),
+            "snapshot": self.snapshot.to_dict() if self.snapshot else None,
+            "database": self.database,
+            "stopped_and_restarted": self.stopped,
+            "ledger_version": self.ledger_version,
+            "duration_s": round(self.duration_s, 2),
+        }
+
+
+def manifest_of(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# -- the database inside the compose project -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DbTarget:
+    """How to reach the database from inside its container (unix socket, trusted locally)."""
+
+    project: ComposeProject
+    service: str
+    user: str
+    database: str
+    ledger_table: str = "schema_migrations"
+
+    @classmethod
+    def from_settings(cls, settings: Any, project: ComposeProject | None = None) -> DbTarget:
+        project = project or ComposeProject.from_settings(settings)
+        project.require_services(settings.db_service)
+        env = project.config()["services"][settings.db_service].get("environment") or {}
+        user = env.get("POSTGRES_USER") or "postgres"
+        return cls(
+            project,
+            settings.db_service,
+            user,
+            env.get("POSTGRES_DB") or user,
+            settings.ledger_table,
+        )
+
+    def psql(self, sql: str, database: str | None = None, timeout: float = 120) -> str:
+        r = self.project.exec(
+            self.service,
+            [
+                "psql",
+                "-X",
+                "-q",
+                "-tA",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                self.user,
+                "-d",
+                database or self.database,
+                "-c",
+                sql,
+            ],
+            timeout=timeout,
+        )
+        return r.stdout.strip()
+
+    def ensure_running(self) -> None:
+        state = self.project.health(self.service)
+        if state not in ("healthy", "running"):
+            raise DockerError(
+                f"the {self.service} service is {state}, so it cannot be backed up or restored",
+                hint=f"start it: docker compose up -d --wait {self.service}",
+            )
+
+    def server_version(self) -> str:
+        return self.psql("SHOW server_version")
+
+    def ledger_version(self, database: str | None = None) -> str | None:
+        exists = self.psql(f"SELECT to_regclass('{self.ledger_table}') IS NOT NULL", database)
+        if exists != "t":
+            return None
+        rows = self.psql(f"SELECT version FROM {self.ledger_table}", database).split()
+        return max(rows, key=version_key) if rows else None
+
+
+# -- taking backups ---------------------------------------------------------------------------------
+
+
+def _safe_label(label: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")
+    return slug[:60] or "manual"
+
+
+def _private_dir(d: Path) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    d.chmod(0o700)
+    return d
+
+
+def take_backup(
+    target: DbTarget,
+    backups_dir: Path,
+    *,
+    label: str = "manual",
+    keep: int | None = 10,
+    lock_wait_timeout: float = 30,
+    timeout: float = 3600,
+    progress: Progress = _silent,
+) -> Backup:
+    """Dump, verify (sha256 + ``pg_restore --list``), then publish with a manifest.
+
+    >>> take_backup(DbTarget.from_settings(settings), Path("backups"), label="pre-deploy")  # doctest: +SKIP
+    """
+    target.ensure_running()
+    d = _private_dir(backups_dir)
+    now = datetime.now(UTC)
+    name = f"{now.strftime('%Y%m%dT%H%M%S%fZ')}_{_safe_label(label)}"
+    final = d / f"{name}{DUMP_SUFFIX}"
+    tmp = d / f".{name}{DUMP_SUFFIX}.partial"
+    ledger = target.ledger_version()
+    server = target.server_version()
+    progress(f"pg_dump {target.database} (server {server}) → {final.name}")
+    t0 = time.monotonic()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                target.project.exec_to_file(
+                    target.service,
+                    [
+                        "pg_dump",
+                        "-Fc",
+                        f"--lock-wait-timeout={int(lock_wait_timeout * 1000)}",
+                        "-U",
+                        target.user,
+                        "-d",
+                        target.database,
+                    ],
+                    out,
+                    timeout=timeout,
+                )
+            except proc.CommandFailed as exc:
+                raise _dump_error(exc, target, lock_wait_timeout) from exc
+            out.flush()
+            os.fsync(out.fileno())
+        digest = sha256_file(tmp)
+        _pg_restore_list(target, tmp)
+        tmp.rename(final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    backup = Backup(
+        name=name,
+        path=final,
+        database=target.database,
+        server_version=server,
+        ledger_version=ledger,
+        sha256=digest,
+        size=final.stat().st_size,
+        duration_s=round(time.monotonic() - t0, 3),
+        label=label,
+        compose_project=target.project.project_name or target.project.project_dir.name,
+        created=now.isoformat(),
+    )
+    _write_manifest(backup)
+    progress(f"backup verified: {final.name} ({backup.size} bytes, sha256 {digest[:12]}…)")
+    if keep is not None:
+        for old in prune(d, keep):
+            progress(f"removed old backup {old.name} (keeping {keep})")
+    return backup
+
+
+def _dump_error(exc: proc.CommandFailed, target: DbTarget, lock_wait: float) -> ComposekitError:
+    text = exc.stderr.strip()
+    last = text.splitlines()[-1] if text else f"exit {exc.returncode}"
+    if "lock" in text.lower() and ("timeout" in text.lower() or "could not obtain" in text.lower()):
+        return DockerError(
+            f"backup gave up: pg_dump waited {lock_wait:g}s for a table lock ({last}); no backup file was written",
+            hint="a long transaction holds an exclusive lock: let it finish (see pg_stat_activity) or raise --lock-wait-timeout",
+        )
+    return DockerError(
+        f"pg_dump of {target.database} failed: {last}",
+        hint="see the message; no backup file was written",
+    )
+
+
+def _pg_restore_list(target: DbTarget, path: Path) -> int:
+    """``pg_restore --list`` inside the db container; returns the number of TOC entries."""
+    with open(path, "rb") as inp:
+        try:
+            r = target.project.exec_from_file(
+                target.service, ["pg_restore", "--list"], inp, timeout=600
+            )
+        except proc.CommandFailed as exc:
+            last = (
+                exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else "unreadable archive"
+            )
+            raise VerifyError(
+                f"{path.name} is not a valid pg_dump archive: {last}",
+                hint="the file is corrupt or truncated; use another backup (`composekit backup list`)",
+            ) from exc
+    return sum(1 for ln in r.stdout.splitlines() if ln and not ln.startswith(";"))
+
+
+def _write_manifest(b: Backup) -> None:
+    path = b.manifest_path
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(b.to_dict(), f, indent=2)
+
+
+def list_backups(backups_dir: Path) -> list[Backup]:
+    """Newest first. Dumps without a manifest (e.g. copied in by hand) are listed as unverified."""
+    if not backups_dir.is_dir():
+        return []
+    out = []
+    for p in backups_dir.iterdir():
+        if p.name.startswith(".") or p.suffix not in (DUMP_SUFFIX, SQL_SUFFIX):
+            continue
+        m = manifest_of(p)
+        if m.is_file():
+            data = json.loads(m.read_text())
+            data["path"] = p
+            out.append(Backup(**data))
+        else:
+            st = p.stat()
+            out.append(
+                Backup(
+                    p.stem,
+                    p,
+                    "?",
+                    "?",
+                    None,
+                    "",
+                    st.st_size,
+                    0.0,
+                    "(no manifest)",
+                    "?",
+                    datetime.fromtimestamp(st.st_mtime, UTC).isoformat(),
+                    "plain" if p.suffix == SQL_SUFFIX else "custom",
+                    verified=False,
+                )
+            )
+    out.sort(key=lambda b: b.created, reverse=True)
+    return out
+
+
+def prune(backups_dir: Path, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` newest backups; never the newest verified one."""
+    backups = list_backups(backups_dir)
+    newest_verified = next((b for b in backups if b.verified), None)
+    removed = []
+    for b in backups[max(keep, 1) :]:
+        if b is newest_verified or not b.verified:
+            continue  # hand-placed files are the user's to delete
+        b.path.unlink(missing_ok=True)
+        b.manifest_path.unlink(missing_ok=True)
+        removed.append(b.path)
+    return removed
+
+
+def find_backup(backups_dir: Path, name: str | None) -> Backup:
+    backups = list_backups(backups_dir)
+    if name is None:
+        if not backups:
+            raise UsageError(
+                f"no backups in {backups_dir}", hint="take one with `composekit backup`"
+            )
+        return backups[0]
+    for b in backups:
+        if name in (b.name, b.path.name, str(b.path)):
+            return b
+    p = Path(name)
+    if p.is_file():  # a dump from elsewhere, e.g. the old shell script's backup.sql
+        st = p.stat()
+        return Backup(
+            p.stem,
+            p,
+            "?",
+            "?",
+            None,
+            "",
+            st.st_size,
+            0.0,
+            "(external)",
+            "?",
+            datetime.fromtimestamp(st.st_mtime, UTC).isoformat(),
+            "plain" if p.suffix == SQL_SUFFIX else "custom",
+            verified=False,
+        )
+    raise UsageError(
+        f"no backup named {name!r} in {backups_dir}", hint="see `composekit backup list`"
+    )
+
+
+def verify_backup(target: DbTarget, b: Backup) -> None:
+    """Checksum against the manifest, then ``pg_restore --list`` (custom format)."""
+    if not b.path.is_file():
+        raise VerifyError(f"backup file {b.path} is missing", hint="see `composekit backup list`")
+    if b.sha256:
+        actual = sha256_file(b.path)
+        if actual != b.sha256:
+            raise VerifyError(
+                f"{b.path.name} is corrupt: sha256 {actual[:12]}… does not match its manifest ({b.sha256[:12]}…); nothing was changed",
+                hint="use another backup (`composekit backup list`)",
+            )
+    if b.format == "custom":
+        _pg_restore_list(target, b.path)
+
+
+# -- restoring -------------------------------------------------------------------------------------
+
+
+def restore_backup(
+    target: DbTarget,
+    backups_dir: Path,
+    name: str | None = None,
+    *,
+    snapshot: bool = True,
+    stop_services: list[str] | None = None,
+    timeout: float = 3600,
+    progress: Progress = _silent,
+) -> RestoreReport:
+    """Restore ``name`` (default: the newest) — verified first, safety snapshot, scratch database,
+    then an atomic name swap. Raises before touching anything if the backup does not verify."""
+    t0 = time.monotonic()
+    target.ensure_running()
+    b = find_backup(backups_dir, name)
+    progress(f"verifying {b.path.name}")
+    verify_backup(target, b)
+    snap = None
+    if snapshot:
+        snap = take_backup(
+            target, backups_dir, label="pre-restore-snapshot", keep=None, progress=progress
+        )
+    scratch = f"{target.database}__ck_restore"[:63]
+    progress(f"restoring {b.path.name} into scratch database {scratch}")
+    q = _quote_ident
+    target.psql(f"DROP DATABASE IF EXISTS {q(scratch)} WITH (FORCE)", "postgres")
+    target.psql(f"CREATE DATABASE {q(scratch)} OWNER {q(target.user)}", "postgres")
+    try:
+        _load_into(target, b, scratch, timeout)
+        restored_ledger = target.ledger_version(scratch)
+        if b.ledger_version is not None and restored_ledger != b.ledger_version:
+            raise VerifyError(
+                f"restored ledger version {restored_ledger} differs from the manifest's {b.ledger_version}",
+                hint="the backup does not hold what its manifest says; use another backup",
+            )
+    except BaseException:
+        target.psql(f"DROP DATABASE IF EXISTS {q(scratch)} WITH (FORCE)", "postgres")
+        raise
+    stopped = _stop_users(target, stop_services or [], progress)
+    try:
+        old = f"{target.database}__ck_old"[:63]
+        progress(f"swapping {scratch} in as {target.database}")
+        target.psql(f"DROP DATABASE IF EXISTS {q(old)} WITH (FORCE)", "postgres")
+        target.psql(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{target.database}' AND pid <> pg_backend_pid()",
+            "postgres",
+        )
+        target.psql(f"ALTER DATABASE {q(target.database)} RENAME TO {q(old)}", "postgres")
+        target.psql(f"ALTER DATABASE {q(scratch)} RENAME TO {q(target.database)}", "postgres")
+        target.psql(f"DROP DATABASE {q(old)} WITH (FORCE)", "postgres")
+    finally:
+        if stopped:
+            progress(f"starting {', '.join(stopped)} again")
+            target.project.start(stopped)
+    return RestoreReport(
+        b, snap, target.database, stopped, target.ledger_version(), time.monotonic() - t0
+    )
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _load_into(target: DbTarget, b: Backup, database: str, timeout: float) -> None:
+    if b.format == "plain":
+        argv = [
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--single-transaction",
+            "-U",
+            target.user,
+            "-d",
+            database,
+        ]
+    else:
+        argv = [
+            "pg_restore",
+            "--exit-on-error",
+            "--single-transaction",
+            "--no-owner",
+            "--role",
+            target.user,
+            "-U",
+            target.user,
+            "-d",
+            database,
+        ]
+    with open(b.path, "rb") as inp:
+        try:
+            target.project.exec_from_file(target.service, argv, inp, timeout=timeout)
+        except proc.CommandFailed as exc:
+            last = (
+                exc.stderr.strip().splitlines()[-1]
+                if exc.stderr.strip()
+                else f"exit {exc.returncode}"
+            )
+            raise VerifyError(
+                f"restoring {b.path.name} failed: {last}; the live database {target.database} was not touched",
+                hint="the backup does not load cleanly; use another backup",
+            ) from exc
+
+
+def _stop_users(target: DbTarget, services: list[str], progress: Progress) -> list[str]:
+    known = set(target.project.services())
+    services = [s for s in services if s in known and s != target.service]
+    running = [s.service for s in target.project.ps(services, all=False)] if services else []
+    running = sorted(set(running))
+    if running:
+        progress(f"stopping {', '.join(running)} for the swap")
+        target.project.stop(running)
+    return running

@@ -1,0 +1,241 @@
+"""backup / restore on the real engine with the postgres stand-in, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from composekit.compose import ComposeProject
+from composekit.errors import ExitCode
+from composekit.images import POSTGRES_IMAGE, PYTHON_IMAGE
+from tests.helpers import run_cli
+
+pytestmark = pytest.mark.e2e
+PASSWORD = "Backup-Secret-pw-42"
+
+COMPOSE = f"""
+services:
+  db:
+    image: {POSTGRES_IMAGE}
+    environment:
+      POSTGRES_USER: app
+      POSTGRES_PASSWORD: {PASSWORD}
+      POSTGRES_DB: appdb
+    volumes: [pgdata:/var/lib/postgresql/data]
+    healthcheck:
+      test: ["CMD-SHELL", "pg_isready -h 127.0.0.1 -U app"]
+      interval: 1s
+      retries: 30
+  web:
+    image: {PYTHON_IMAGE}
+    command: ["python3", "-m", "http.server", "8000"]
+    stop_signal: SIGINT
+    depends_on:
+      db: {{condition: service_healthy}}
+volumes:
+  pgdata:
+"""
+
+SEED = """
+CREATE TABLE users (id serial PRIMARY KEY, email text NOT NULL);
+CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, user_id int REFERENCES users, total numeric);
+CREATE SEQUENCE invoice_no START 1000;
+CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 100;
+CREATE FUNCTION order_count(u int) RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM orders WHERE user_id = u $$;
+INSERT INTO users (email) SELECT 'u' || g || '@example.com' FROM generate_series(1, 50) g;
+INSERT INTO orders (user_id, total) SELECT 1 + g % 50, g * 3.5 FROM generate_series(1, 500) g;
+SELECT nextval('invoice_no'), nextval('invoice_no');
+CREATE TABLE schema_migrations (version varchar(255) PRIMARY KEY);
+INSERT INTO schema_migrations VALUES ('0001'), ('0002');
+"""
+
+
+def psql(project: ComposeProject, sql: str) -> str:
+    return project.exec(
+        "db",
+        ["psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-U", "app", "-d", "appdb", "-c", sql],
+    ).stdout.strip()
+
+
+def fingerprint(project: ComposeProject) -> dict[str, str]:
+    """Per-table content checksums, the ledger, the sequence and the schema objects."""
+    out = {}
+    for t in psql(
+        project, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+    ).split():
+        out[t] = psql(
+            project,
+            f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {t} t",
+        )
+    out["columns"] = psql(
+        project,
+        "SELECT string_agg(table_name || '.' || column_name, ',' ORDER BY table_name, column_name) "
+        "FROM information_schema.columns WHERE table_schema = 'public'",
+    )
+    out["invoice_no"] = psql(project, "SELECT last_value FROM invoice_no")
+    out["objects"] = psql(
+        project, "SELECT string_agg(proname, ',') FROM pg_proc WHERE proname = 'order_count'"
+    ) + psql(project, "SELECT string_agg(viewname, ',') FROM pg_views WHERE schemaname = 'public'")
+    return out
+
+
+@pytest.fixture
+def seeded(compose_factory: Callable[..., ComposeProject]) -> ComposeProject:
+    project = compose_factory(COMPOSE)
+    (project.project_dir / "composekit.toml").write_text(
+        f'project_name = "{project.project_name}"\n'
+    )
+    project.up(wait=True, wait_timeout=60)
+    psql(project, SEED)
+    return project
+
+
+def ck(
+    project: ComposeProject, *args: str, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return run_cli("-C", str(project.project_dir), *args, input=input)
+
+
+def test_round_trip_restores_exactly_and_keeps_a_snapshot(seeded: ComposeProject) -> None:
+    project = seeded
+    r = ck(project, "backup", "--label", "before upgrade", "--json")
+    assert r.returncode == 0, r.stderr
+    b = json.loads(r.stdout)
+    dump = Path(b["path"])
+    backups = project.project_dir / "backups"
+    assert stat.S_IMODE(backups.stat().st_mode) == 0o700
+    assert stat.S_IMODE(dump.stat().st_mode) == 0o600
+    manifest = dump.with_name(dump.name + ".json")
+    assert stat.S_IMODE(manifest.stat().st_mode) == 0o600
+    assert (b["ledger_version"], b["database"], b["label"], b["verified"]) == (
+        "0002",
+        "appdb",
+        "before upgrade",
+        True,
+    )
+    assert b["server_version"].startswith("15.") and b["compose_project"] == project.project_name
+    before = fingerprint(project)
+
+    # what a failed deploy might leave: a new table, an altered one, changed rows, a ledger entry
+    psql(
+        project,
+        "CREATE TABLE extra (id int); ALTER TABLE users ADD COLUMN nickname text; "
+        "DELETE FROM orders WHERE id < 10; INSERT INTO schema_migrations VALUES ('0003')",
+    )
+    changed = fingerprint(project)
+    assert changed != before
+
+    r = ck(project, "restore", "--latest")  # no terminal, no --yes
+    assert r.returncode == ExitCode.USAGE and "without --yes" in r.stderr
+    assert fingerprint(project) == changed  # untouched
+
+    r = ck(project, "restore", "--latest", "--yes", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert fingerprint(project) == before  # extra gone, users back, rows back, ledger back
+    assert psql(project, "SELECT order_count(2)") == "10"
+    assert report["ledger_version"] == "0002" and report["stopped_and_restarted"] == ["web"]
+    assert project.health("web") == "running"
+
+    listed = json.loads(ck(project, "backup", "list", "--json").stdout)["backups"]
+    snap = [x for x in listed if x["label"] == "pre-restore-snapshot"]
+    assert len(snap) == 1 and snap[0]["verified"] and snap[0]["ledger_version"] == "0003"
+    assert report["snapshot"]["path"] == snap[0]["path"]
+    # the snapshot really holds the failed state
+    r = ck(project, "restore", Path(snap[0]["path"]).name, "--yes", "--no-snapshot")
+    assert r.returncode == 0, r.stderr
+    assert fingerprint(project) == changed
+
+    for f in [*backups.iterdir()]:
+        assert PASSWORD not in f.read_bytes().decode("latin-1") or f.suffix == ".dump"
+    assert PASSWORD not in r.stdout + r.stderr
+
+
+def test_corrupt_or_truncated_dump_is_refused_before_anything_changes(
+    seeded: ComposeProject,
+) -> None:
+    project = seeded
+    b = json.loads(ck(project, "backup", "--json").stdout)
+    dump = Path(b["path"])
+    psql(project, "INSERT INTO schema_migrations VALUES ('0009')")
+    state = fingerprint(project)
+
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    dump.write_bytes(bytes(data))
+    r = ck(project, "restore", dump.name, "--yes")
+    assert r.returncode == ExitCode.VERIFY and "is corrupt: sha256" in r.stderr
+    assert "Traceback" not in r.stderr
+
+    truncated = project.project_dir / "truncated.dump"
+    truncated.write_bytes(bytes(data[: len(data) // 3]))
+    r = ck(project, "restore", str(truncated), "--yes")
+    assert r.returncode == ExitCode.VERIFY and "not a valid pg_dump archive" in r.stderr
+    assert fingerprint(project) == state
+    assert not [p for p in (project.project_dir / "backups").iterdir() if "snapshot" in p.name]
+
+
+def test_backup_behind_a_lock_times_out_without_a_partial_file(seeded: ComposeProject) -> None:
+    project = seeded
+    holder = subprocess.Popen(
+        project.compose_argv(
+            "exec",
+            "-T",
+            "db",
+            "psql",
+            "-U",
+            "app",
+            "-d",
+            "appdb",
+            "-c",
+            "BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);",
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while (
+            psql(
+                project,
+                "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND relation = 'orders'::regclass",
+            )
+            != "1"
+        ):
+            assert time.monotonic() < deadline, "the lock holder never took its lock"
+            time.sleep(0.2)
+        r = ck(project, "backup", "--lock-wait-timeout", "1")
+        assert r.returncode == ExitCode.DOCKER
+        assert "waited 1s for a table lock" in r.stderr and "no backup file was written" in r.stderr
+        assert list((project.project_dir / "backups").iterdir()) == []
+    finally:
+        psql(
+            project,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()",
+        )
+        holder.wait(timeout=30)
+
+
+def test_plain_sql_dump_from_the_old_shell_script_restores(seeded: ComposeProject) -> None:
+    project = seeded
+    plain = project.project_dir / "backup.sql"
+    with open(plain, "wb") as out:  # exactly what the seed script did
+        subprocess.run(
+            project.compose_argv("exec", "-T", "db", "pg_dump", "-U", "app", "appdb"),
+            stdout=out,
+            check=True,
+        )
+    before = fingerprint(project)
+    psql(
+        project,
+        "DROP VIEW big_orders; DELETE FROM users WHERE id > 40 AND id NOT IN (SELECT user_id FROM orders)",
+    )
+    r = ck(project, "restore", str(plain), "--yes")
+    assert r.returncode == 0, r.stderr
+    assert fingerprint(project) == before
