@@ -113,8 +113,10 @@ class DbTarget:
     @classmethod
     def from_settings(cls, settings: Any, project: ComposeProject | None = None) -> DbTarget:
         project = project or ComposeProject.from_settings(settings)
-        project.require_services(settings.db_service)
-        env = project.config()["services"][settings.db_service].get("environment") or {}
+        services = project.config().get("services", {})
+        if settings.db_service not in services:
+            project.require_services(settings.db_service)  # raises, naming the services there are
+        env = services[settings.db_service].get("environment") or {}
         user = env.get("POSTGRES_USER") or "postgres"
         return cls(
             project,
@@ -145,23 +147,25 @@ class DbTarget:
         )
         return r.stdout.strip()
 
-    def ensure_running(self) -> None:
-        state = self.project.health(self.service)
-        if state not in ("healthy", "running"):
-            raise DockerError(
-                f"the {self.service} service is {state}, so it cannot be backed up or restored",
-                hint=f"start it: docker compose up -d --wait {self.service}",
-            )
-
-    def server_version(self) -> str:
-        return self.psql("SHOW server_version")
+    def versions(self, database: str | None = None) -> tuple[str, str | None]:
+        """(server version, newest ledger version) in one round trip; the ledger may not exist."""
+        t = self.ledger_table.replace("'", "''")
+        out = self.psql(
+            "SELECT current_setting('server_version') || '|' || coalesce(CASE WHEN to_regclass('"
+            + t
+            + "') IS NOT NULL "
+            "THEN (xpath('/row/v/text()', query_to_xml('SELECT string_agg(version::text, '','') AS v FROM "
+            + t
+            + "', "
+            "false, true, '')))[1]::text END, '')",
+            database,
+        )
+        server, _, ledger = out.partition("|")
+        rows = [v for v in ledger.split(",") if v]
+        return server, (max(rows, key=version_key) if rows else None)
 
     def ledger_version(self, database: str | None = None) -> str | None:
-        exists = self.psql(f"SELECT to_regclass('{self.ledger_table}') IS NOT NULL", database)
-        if exists != "t":
-            return None
-        rows = self.psql(f"SELECT version FROM {self.ledger_table}", database).split()
-        return max(rows, key=version_key) if rows else None
+        return self.versions(database)[1]
 
 
 # -- taking backups ---------------------------------------------------------------------------------
@@ -192,14 +196,12 @@ def take_backup(
 
     >>> take_backup(DbTarget.from_settings(settings), Path("backups"), label="pre-deploy")  # doctest: +SKIP
     """
-    target.ensure_running()
     d = _private_dir(backups_dir)
     now = datetime.now(UTC)
     name = f"{now.strftime('%Y%m%dT%H%M%S%fZ')}_{_safe_label(label)}"
     final = d / f"{name}{DUMP_SUFFIX}"
     tmp = d / f".{name}{DUMP_SUFFIX}.partial"
-    ledger = target.ledger_version()
-    server = target.server_version()
+    server, ledger = target.versions()
     progress(f"pg_dump {target.database} (server {server}) → {final.name}")
     t0 = time.monotonic()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -405,7 +407,6 @@ def restore_backup(
     """Restore ``name`` (default: the newest) — verified first, safety snapshot, scratch database,
     then an atomic name swap. Raises before touching anything if the backup does not verify."""
     t0 = time.monotonic()
-    target.ensure_running()
     b = find_backup(backups_dir, name)
     progress(f"verifying {b.path.name}")
     verify_backup(target, b)

@@ -77,6 +77,13 @@ def translate(action: str, stderr: str, returncode: int | None = None) -> Docker
             f"{action}: the Docker Compose v2 plugin is missing",
             hint="install docker-compose-plugin, or run `composekit doctor --fix`",
         )
+    if "is not running" in low and "service" in low:
+        svc = re.search(r"service \"?([\w.-]+)\"? is not running", text)
+        name = svc.group(1) if svc else "?"
+        return DockerError(
+            f"{action}: the {name} service is not running",
+            hint=f"start it: docker compose up -d --wait {name}",
+        )
     if "no such service" in low:
         svc = re.search(r"no such service:?\s*\"?([\w.-]+)", text, re.IGNORECASE)
         name = svc.group(1) if svc else "?"

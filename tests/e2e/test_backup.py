@@ -180,6 +180,11 @@ def test_corrupt_or_truncated_dump_is_refused_before_anything_changes(
     assert fingerprint(project) == state
     assert not [p for p in (project.project_dir / "backups").iterdir() if "snapshot" in p.name]
 
+    project.stop(["db"])  # database down: one clear line, Docker's exit code
+    r = ck(project, "backup")
+    assert r.returncode == ExitCode.DOCKER and "the db service is not running" in r.stderr
+    assert "docker compose up -d --wait db" in r.stderr and "Traceback" not in r.stderr
+
 
 def test_backup_behind_a_lock_times_out_without_a_partial_file(seeded: ComposeProject) -> None:
     project = seeded
