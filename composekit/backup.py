@@ -126,26 +126,23 @@ class DbTarget:
             settings.ledger_table,
         )
 
-    def psql(self, sql: str, database: str | None = None, timeout: float = 120) -> str:
-        r = self.project.exec(
-            self.service,
-            [
-                "psql",
-                "-X",
-                "-q",
-                "-tA",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-U",
-                self.user,
-                "-d",
-                database or self.database,
-                "-c",
-                sql,
-            ],
-            timeout=timeout,
-        )
-        return r.stdout.strip()
+    def psql(self, *sql: str, database: str | None = None, timeout: float = 120) -> str:
+        """Run one or more commands in one psql process (each ``-c`` commits on its own)."""
+        argv = [
+            "psql",
+            "-X",
+            "-q",
+            "-tA",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            self.user,
+            "-d",
+            database or self.database,
+        ]
+        for command in sql:
+            argv += ["-c", command]
+        return self.project.exec(self.service, argv, timeout=timeout).stdout.strip()
 
     def versions(self, database: str | None = None) -> tuple[str, str | None]:
         """(server version, newest ledger version) in one round trip; the ledger may not exist."""
@@ -158,7 +155,7 @@ class DbTarget:
             + t
             + "', "
             "false, true, '')))[1]::text END, '')",
-            database,
+            database=database,
         )
         server, _, ledger = out.partition("|")
         rows = [v for v in ledger.split(",") if v]
@@ -418,8 +415,11 @@ def restore_backup(
     scratch = f"{target.database}__ck_restore"[:63]
     progress(f"restoring {b.path.name} into scratch database {scratch}")
     q = _quote_ident
-    target.psql(f"DROP DATABASE IF EXISTS {q(scratch)} WITH (FORCE)", "postgres")
-    target.psql(f"CREATE DATABASE {q(scratch)} OWNER {q(target.user)}", "postgres")
+    target.psql(
+        f"DROP DATABASE IF EXISTS {q(scratch)} WITH (FORCE)",
+        f"CREATE DATABASE {q(scratch)} OWNER {q(target.user)}",
+        database="postgres",
+    )
     try:
         _load_into(target, b, scratch, timeout)
         restored_ledger = target.ledger_version(scratch)
@@ -429,20 +429,21 @@ def restore_backup(
                 hint="the backup does not hold what its manifest says; use another backup",
             )
     except BaseException:
-        target.psql(f"DROP DATABASE IF EXISTS {q(scratch)} WITH (FORCE)", "postgres")
+        target.psql(f"DROP DATABASE IF EXISTS {q(scratch)} WITH (FORCE)", database="postgres")
         raise
     stopped = _stop_users(target, stop_services or [], progress)
     try:
         old = f"{target.database}__ck_old"[:63]
         progress(f"swapping {scratch} in as {target.database}")
-        target.psql(f"DROP DATABASE IF EXISTS {q(old)} WITH (FORCE)", "postgres")
+        live = target.database.replace("'", "''")
         target.psql(
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{target.database}' AND pid <> pg_backend_pid()",
-            "postgres",
+            f"DROP DATABASE IF EXISTS {q(old)} WITH (FORCE)",
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{live}' AND pid <> pg_backend_pid()",
+            f"ALTER DATABASE {q(target.database)} RENAME TO {q(old)}",
+            f"ALTER DATABASE {q(scratch)} RENAME TO {q(target.database)}",
+            f"DROP DATABASE {q(old)} WITH (FORCE)",
+            database="postgres",
         )
-        target.psql(f"ALTER DATABASE {q(target.database)} RENAME TO {q(old)}", "postgres")
-        target.psql(f"ALTER DATABASE {q(scratch)} RENAME TO {q(target.database)}", "postgres")
-        target.psql(f"DROP DATABASE {q(old)} WITH (FORCE)", "postgres")
     finally:
         if stopped:
             progress(f"starting {', '.join(stopped)} again")

@@ -107,6 +107,50 @@ def doctor(
         raise typer.Exit(4)
 
 
+# -- init ----------------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog="Examples:\n\n  composekit init shop --layout migrator\n\n"
+    "  composekit init . --layout app-startup --ci gitlab\n\n"
+    "  composekit init demo --layout init-scripts --ci none --db-image postgres:15"
+)
+def init(
+    directory: Annotated[
+        Path, typer.Argument(help="Where to write the project (created if missing).")
+    ] = Path("."),
+    layout: Annotated[
+        str | None,
+        typer.Option(
+            "--layout", help="init-scripts | app-startup | migrator (asked on a terminal)."
+        ),
+    ] = None,
+    ci: Annotated[str, typer.Option("--ci", help="github | gitlab | none")] = "github",
+    name: Annotated[
+        str | None, typer.Option("--name", help="Project name (default: the directory's).")
+    ] = None,
+    db_image: Annotated[str, typer.Option("--db-image", help="PostgreSQL image.")] = "postgres:16",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Scaffold a runnable web + PostgreSQL project in one of the three migration layouts."""
+    from composekit.config import LAYOUTS
+    from composekit.errors import UsageError
+    from composekit.scaffold import scaffold
+
+    if layout is None:
+        if not sys.stdin.isatty():
+            raise UsageError("no --layout given", hint=f"pass --layout {' | '.join(LAYOUTS)}")
+        layout = typer.prompt(f"Layout ({', '.join(LAYOUTS)})", default="migrator")
+    result = scaffold(directory, layout, ci=ci, name=name, db_image=db_image, force=force)
+    if as_json:
+        render.emit_json(result)
+        return
+    for f in result.files:
+        render.line(f"wrote {directory / f}")
+    render.line(f"next: cd {directory} && read README.md (layout {layout})")
+
+
 # -- migrate ---------------------------------------------------------------------------------------
 
 migrate_app = typer.Typer(

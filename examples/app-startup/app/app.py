@@ -1,0 +1,77 @@
+"""example: a tiny example web app (stdlib HTTP server + psycopg).
+
+GET /healthz  200 when the database answers, 503 otherwise
+GET /         the users table (with the bio column once migration 0001 is applied)
+With MIGRATE_ON_START=1 it applies pending migrations before serving (composekit's advisory lock
+makes that safe with several replicas) and exits with a clear log line if that fails.
+"""
+
+import html
+import os
+import signal
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg
+
+DATABASE_URL = os.environ["DATABASE_URL"]
+PORT = int(os.environ.get("PORT", "8000"))
+
+
+def migrate_on_start() -> None:
+    from composekit import migrations
+    from composekit.errors import ComposekitError
+
+    try:
+        result = migrations.upgrade(DATABASE_URL, os.environ.get("MIGRATIONS_DIR", "/app/migrations"),
+                                    progress=lambda m: print(f"migrate: {m}", flush=True))
+    except ComposekitError as exc:
+        print(f"migrate: FAILED: {exc.message} — fix: {exc.hint}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    print(f"migrate: database at {result.current or 'nothing applied'}", flush=True)
+
+
+class Handler(BaseHTTPRequestHandler):
+    def _send(self, code: int, body: str, ctype: str = "text/plain; charset=utf-8") -> None:
+        data = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802
+        try:
+            with psycopg.connect(DATABASE_URL, connect_timeout=3) as conn:
+                if self.path == "/healthz":
+                    conn.execute("SELECT 1")
+                    return self._send(200, "ok\n")
+                if self.path != "/":
+                    return self._send(404, "not found\n")
+                cols = [r[0] for r in conn.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = 'users' "
+                    "AND column_name IN ('id', 'name', 'email', 'bio') ORDER BY ordinal_position")]
+                rows = conn.execute(f"SELECT {', '.join(cols)} FROM users ORDER BY id").fetchall()
+        except psycopg.Error as exc:
+            return self._send(503, f"database unavailable: {type(exc).__name__}\n")
+        head = "".join(f"<th>{c}</th>" for c in cols)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows)
+        page = f"<!doctype html><title>example</title><h1>Users</h1><table><tr>{head}</tr>{body}</table>\n"
+        self._send(200, page, "text/html; charset=utf-8")
+
+    def log_message(self, fmt: str, *args: object) -> None:
+        if self.path != "/healthz":
+            sys.stderr.write(f"web: {self.address_string()} {fmt % args}\n")
+
+
+def main() -> None:
+    if os.environ.get("MIGRATE_ON_START") == "1":
+        migrate_on_start()
+    server = ThreadingHTTPServer(("0.0.0.0", PORT), Handler)
+    signal.signal(signal.SIGTERM, lambda *_: (server.server_close(), sys.exit(0)))
+    print(f"web: serving on :{PORT}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

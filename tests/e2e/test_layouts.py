@@ -1,0 +1,146 @@
+"""`composekit init` output, run for real: offline build, up --wait, each layout's migration mechanism."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from composekit.compose import ComposeProject
+from composekit.errors import DockerError
+from composekit.images import POSTGRES_IMAGE, PYTHON_IMAGE
+from composekit.scaffold import scaffold
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def free_ports(n: int) -> list[int]:
+    """n consecutive free ports (for a published range with --scale)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        ok = True
+        for p in range(base, base + n):
+            with socket.socket() as t:
+                try:
+                    t.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return list(range(base, base + n))
+    raise RuntimeError("no free port range")
+
+
+class App:
+    def __init__(self, root: Path, layout: str, ports: int = 1) -> None:
+        self.name = "ck" + uuid.uuid4().hex[:10]
+        self.dir = root / self.name
+        scaffold(self.dir, layout, ci="github", name=self.name)
+        self.ports = free_ports(ports)
+        port_spec = str(self.ports[0]) if ports == 1 else f"{self.ports[0]}-{self.ports[-1]}"
+        with open(self.dir / ".env", "a") as env:  # the stand-ins instead of the official images
+            env.write(
+                f"POSTGRES_IMAGE={POSTGRES_IMAGE}\nPYTHON_IMAGE={PYTHON_IMAGE}\nWEB_PORT={port_spec}\n"
+            )
+        self.project = ComposeProject(project_dir=self.dir, project_name=self.name, env_file=".env")
+
+    def page(self, port: int | None = None) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port or self.ports[0]}/", timeout=5) as r:
+            return str(r.read().decode())
+
+    def psql(self, sql: str) -> str:
+        return self.project.exec(
+            "db", ["psql", "-X", "-tA", "-U", "app", "-d", "app", "-c", sql]
+        ).stdout.strip()
+
+    def close(self) -> None:
+        self.project.down(volumes=True, timeout=3)
+        subprocess.run(
+            ["docker", "image", "rm", "-f", f"{self.name}-app:latest"], capture_output=True
+        )
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, docker_engine: None) -> Iterator[object]:
+    apps: list[App] = []
+
+    def make(layout: str, ports: int = 1) -> App:
+        app = App(tmp_path, layout, ports)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.close()
+
+
+def overlays_valid(app: App) -> None:
+    for extra in ([], ["compose.staging.yaml"], ["compose.prod.yaml"]):
+        ComposeProject(
+            ["compose.yaml", *extra], project_dir=app.dir, project_name=app.name, env_file=".env"
+        ).config()
+
+
+def test_migrator_layout(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    overlays_valid(app)
+    app.project.up(build=True, wait=True, wait_timeout=120)
+    assert "<th>bio</th>" not in app.page()
+    first = app.project.run("migrator")
+    assert first.returncode == 0, first.stdout
+    assert "applied 1 migration(s); now at 0001" in first.stdout
+    again = app.project.run("migrator")
+    assert again.returncode == 0 and "database is up to date" in again.stdout
+    assert sorted(s.service for s in app.project.ps()) == ["db", "web"]  # run --rm left nothing
+    page = app.page()
+    assert "ada@example.com" in page and "<th>bio</th>" in page
+    assert app.psql("SELECT version FROM schema_migrations") == "0001"
+
+
+def test_app_startup_layout_with_three_replicas(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("app-startup", ports=3)
+    overlays_valid(app)
+    app.project.up(build=True, wait=True, wait_timeout=180, scales={"web": 3})
+    states = [s for s in app.project.ps() if s.service == "web"]
+    assert len(states) == 3 and all(s.health == "healthy" for s in states)
+    assert app.psql("SELECT count(*), min(version) FROM schema_migrations") == "1|0001"
+    logs = app.project.logs("web", tail=200)
+    assert (
+        logs.count("applied 0001_add_profile") == 1
+    )  # one replica migrated, the others found it done
+    assert logs.count("migrate: database at 0001") == 3
+    for port in app.ports:
+        assert "<th>bio</th>" in app.page(port)
+
+
+def test_init_scripts_layout_and_a_broken_script(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("init-scripts")
+    overlays_valid(app)
+    app.project.up(build=True, wait=True, wait_timeout=120)
+    page = app.page()
+    assert (
+        "grace@example.com" in page and "<th>bio</th>" in page
+    )  # 002_add_profile ran as an init script
+    assert app.psql("SELECT to_regclass('schema_migrations') IS NULL") == "t"
+
+    broken = make_app("init-scripts")
+    (broken.dir / "init-scripts" / "003_broken.sql").write_text(
+        "ALTER TABLE users ADD COLUMN oops int NOT NUL;\n"
+    )
+    with pytest.raises(DockerError):
+        broken.project.up(["db"], wait=True, wait_timeout=40)
+    assert broken.project.health("db") in ("exited", "unhealthy", "restarting")
+    deadline = time.monotonic() + 10
+    logs = ""
+    while time.monotonic() < deadline and "003_broken.sql" not in logs:
+        logs = broken.project.logs("db", tail=100)
+        time.sleep(0.5)
+    assert "003_broken.sql" in logs and "syntax error" in logs
