@@ -151,12 +151,23 @@ def ensure_base(progress: Callable[[str], None]) -> ImageResult:
     return ImageResult(BASE_IMAGE, "built", time.monotonic() - t0)
 
 
+def _image_id(image: str) -> str | None:
+    r = proc.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", image], timeout=30, check=False
+    )
+    return r.stdout.strip() if r.ok else None
+
+
 def _docker_build(context: Path, image: str, label: str) -> None:
+    previous = _image_id(image)
     proc.run(
         ["docker", "build", "-q", "--label", f"{HASH_LABEL}={label}", "-t", image, context],
         timeout=1200,
         env={"DOCKER_BUILDKIT": "0"},
     )
+    if previous and previous != _image_id(image):
+        # the stale build would linger as a dangling image on every rebuild; in use, it stays
+        proc.run(["docker", "image", "rm", previous], timeout=60, check=False)
 
 
 def ensure_postgres(progress: Callable[[str], None]) -> ImageResult:
