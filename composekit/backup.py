@@ -55,6 +55,26 @@ class Backup:
     def manifest_path(self) -> Path:
         return manifest_of(self.path)
 
+    @classmethod
+    def unverified(cls, path: Path, label: str) -> Backup:
+        """A dump composekit did not write (no manifest): listed and restorable, never pruned."""
+        st = path.stat()
+        return cls(
+            name=path.stem,
+            path=path,
+            database="?",
+            server_version="?",
+            ledger_version=None,
+            sha256="",
+            size=st.st_size,
+            duration_s=0.0,
+            label=label,
+            compose_project="?",
+            created=datetime.fromtimestamp(st.st_mtime, UTC).isoformat(),
+            format="plain" if path.suffix == SQL_SUFFIX else "custom",
+            verified=False,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["path"] = str(self.path)
@@ -303,24 +323,7 @@ def list_backups(backups_dir: Path) -> list[Backup]:
             data["path"] = p
             out.append(Backup(**data))
         else:
-            st = p.stat()
-            out.append(
-                Backup(
-                    p.stem,
-                    p,
-                    "?",
-                    "?",
-                    None,
-                    "",
-                    st.st_size,
-                    0.0,
-                    "(no manifest)",
-                    "?",
-                    datetime.fromtimestamp(st.st_mtime, UTC).isoformat(),
-                    "plain" if p.suffix == SQL_SUFFIX else "custom",
-                    verified=False,
-                )
-            )
+            out.append(Backup.unverified(p, "(no manifest)"))
     out.sort(key=lambda b: b.created, reverse=True)
     return out
 
@@ -352,22 +355,7 @@ def find_backup(backups_dir: Path, name: str | None) -> Backup:
             return b
     p = Path(name)
     if p.is_file():  # a dump from elsewhere, e.g. the old shell script's backup.sql
-        st = p.stat()
-        return Backup(
-            p.stem,
-            p,
-            "?",
-            "?",
-            None,
-            "",
-            st.st_size,
-            0.0,
-            "(external)",
-            "?",
-            datetime.fromtimestamp(st.st_mtime, UTC).isoformat(),
-            "plain" if p.suffix == SQL_SUFFIX else "custom",
-            verified=False,
-        )
+        return Backup.unverified(p, "(external)")
     raise UsageError(
         f"no backup named {name!r} in {backups_dir}", hint="see `composekit backup list`"
     )

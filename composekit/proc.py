@@ -105,6 +105,28 @@ def run(
     return result
 
 
+def _run_binary(
+    args: list[str],
+    timeout: float,
+    env: Mapping[str, str] | None,
+    stdin: IO[bytes] | int,
+    stdout: IO[bytes] | int,
+) -> Completed:
+    try:
+        cp = subprocess.run(
+            args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, timeout=timeout, env=_env(env)
+        )
+    except FileNotFoundError as exc:
+        raise CommandNotFound(args[0]) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise CommandTimeout(args, timeout) from exc
+    out = cp.stdout.decode("utf-8", "replace") if isinstance(cp.stdout, bytes) else ""
+    stderr = cp.stderr.decode("utf-8", "replace")
+    if cp.returncode != 0:
+        raise CommandFailed(args, cp.returncode, stderr)
+    return Completed(args, cp.returncode, out, stderr)
+
+
 def run_to_file(
     argv: Sequence[str | Path],
     out: IO[bytes],
@@ -115,23 +137,7 @@ def run_to_file(
     """Run ``argv`` with stdout going byte-for-byte into ``out`` (e.g. ``pg_dump -Fc``)."""
     args = [str(a) for a in argv]
     log.debug("run_to_file: %s", display(args))
-    try:
-        cp = subprocess.run(
-            args,
-            stdout=out,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            timeout=timeout,
-            env=_env(env),
-        )
-    except FileNotFoundError as exc:
-        raise CommandNotFound(args[0]) from exc
-    except subprocess.TimeoutExpired as exc:
-        raise CommandTimeout(args, timeout) from exc
-    stderr = cp.stderr.decode("utf-8", "replace")
-    if cp.returncode != 0:
-        raise CommandFailed(args, cp.returncode, stderr)
-    return Completed(args, cp.returncode, "", stderr)
+    return _run_binary(args, timeout, env, subprocess.DEVNULL, out)
 
 
 def run_from_file(
@@ -144,23 +150,7 @@ def run_from_file(
     """Run ``argv`` with stdin read byte-for-byte from ``inp`` (e.g. ``pg_restore``)."""
     args = [str(a) for a in argv]
     log.debug("run_from_file: %s", display(args))
-    try:
-        cp = subprocess.run(
-            args,
-            stdin=inp,
-            capture_output=True,
-            timeout=timeout,
-            env=_env(env),
-        )
-    except FileNotFoundError as exc:
-        raise CommandNotFound(args[0]) from exc
-    except subprocess.TimeoutExpired as exc:
-        raise CommandTimeout(args, timeout) from exc
-    stdout = cp.stdout.decode("utf-8", "replace")
-    stderr = cp.stderr.decode("utf-8", "replace")
-    if cp.returncode != 0:
-        raise CommandFailed(args, cp.returncode, stderr)
-    return Completed(args, cp.returncode, stdout, stderr)
+    return _run_binary(args, timeout, env, inp, subprocess.PIPE)
 
 
 def stream(

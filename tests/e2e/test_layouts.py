@@ -137,10 +137,14 @@ def test_init_scripts_layout_and_a_broken_script(make_app) -> None:  # type: ign
     )
     with pytest.raises(DockerError):
         broken.project.up(["db"], wait=True, wait_timeout=40)
-    assert broken.project.health("db") in ("exited", "unhealthy", "restarting")
-    deadline = time.monotonic() + 10
+    # restart: unless-stopped keeps restarting it; it must never become healthy, and every
+    # restart must refuse (the init-failed marker), not serve a half-initialised database
+    deadline = time.monotonic() + 15
     logs = ""
-    while time.monotonic() < deadline and "003_broken.sql" not in logs:
-        logs = broken.project.logs("db", tail=100)
+    while time.monotonic() < deadline and "initialisation failed earlier" not in logs:
+        assert broken.project.health("db") != "healthy"
+        logs = broken.project.logs("db", tail=200)
         time.sleep(0.5)
     assert "003_broken.sql" in logs and "syntax error" in logs
+    assert "initialisation failed earlier" in logs
+    assert broken.project.health("db") != "healthy"

@@ -79,3 +79,12 @@ def test_init_gitlab_and_no_layout_without_terminal(tmp_path: Path) -> None:
     r = run_cli("init", str(tmp_path / "x"))
     assert r.returncode == ExitCode.USAGE and "--layout" in r.stderr
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_generated_python_compiles(tmp_path: Path, layout: str) -> None:
+    write_example(layout, tmp_path)
+    for py in tmp_path.rglob("*.py"):
+        compile(
+            py.read_text(), str(py), "exec"
+        )  # the image runs Python 3.11, like this interpreter

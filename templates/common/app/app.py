@@ -56,7 +56,7 @@ class Handler(BaseHTTPRequestHandler):
         except psycopg.Error as exc:
             return self._send(503, f"database unavailable: {type(exc).__name__}\n")
         head = "".join(f"<th>{c}</th>" for c in cols)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape("" if v is None else str(v))}</td>" for v in r) + "</tr>" for r in rows)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in r) + "</tr>" for r in rows)
         page = f"<!doctype html><title>{{name}}</title><h1>Users</h1><table><tr>{head}</tr>{body}</table>\n"
         self._send(200, page, "text/html; charset=utf-8")
 
