@@ -598,6 +598,80 @@ def restore(
         render.line(f"safety snapshot of the previous state: {report.snapshot.path}")
 
 
+# -- deploy / history ------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog="Examples:\n\n  composekit deploy --dry-run\n\n  composekit deploy --env staging\n\n"
+    "  composekit deploy --env prod --json --timeout 300"
+)
+def deploy(
+    env: Annotated[
+        str | None, typer.Option("--env", help="staging | prod: adds compose.<env>.yaml.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the steps; change nothing.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds for health waits and the migrator.")
+    ] = 180,
+    no_backup: Annotated[bool, typer.Option("--no-backup", help="Do not back up first.")] = False,
+    backup_mode: Annotated[
+        str, typer.Option("--backup", help="auto (when migrations are pending) | always.")
+    ] = "auto",
+    lock_wait: Annotated[
+        float, typer.Option("--lock-wait", help="Seconds to wait for another deploy.")
+    ] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Backup → migrate → verify → deploy web (health-gated); undo everything on failure (exit 7)."""
+    from composekit.deploy import deploy as run_deploy
+
+    result = run_deploy(
+        settings(),
+        env=env,
+        timeout=timeout,
+        backup_mode="never" if no_backup else backup_mode,
+        lock_wait=lock_wait,
+        dry_run=dry_run,
+        progress=render.progress,
+    )
+    if as_json:
+        render.emit_json({"plan": result} if dry_run else result)
+    elif isinstance(result, list):
+        for line in result:
+            render.line(line)
+    else:
+        render.line(
+            f"deployed: ledger {(result.ledger_after or ['-'])[-1]}, {len(result.steps)} steps ok"
+        )
+
+
+@app.command()
+def history(as_json: JsonOpt = False) -> None:
+    """Past deploys of this project: when, result, ledger versions, failed step."""
+    from composekit.deploy import read_history
+
+    records = read_history(settings().project_dir)
+    if as_json:
+        render.emit_json({"deploys": records})
+        return
+    rows = []
+    for r in records:
+        failed = next((st["name"] for st in r["steps"] if st["status"] == "failed"), "")
+        before = (r["ledger_before"] or ["-"])[-1]
+        after = (r["ledger_after"] or ["-"])[-1]
+        rows.append(
+            (
+                r["started"][:19],
+                r["env"] or "-",
+                "ok" if r["ok"] else f"FAILED at {failed}",
+                f"{before} → {after}",
+            )
+        )
+    render.table(rows, ["started (UTC)", "env", "result", "ledger"])
+
+
 def _wants_json(argv: list[str]) -> bool:
     return "--json" in argv
 

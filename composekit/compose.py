@@ -301,6 +301,20 @@ class ComposeProject:
             return s.image_id
         return None
 
+    def image_name(self, service: str) -> str:
+        """The image name compose builds/uses for ``service`` (``image:``, else ``<project>-<service>``)."""
+        cfg = self.config()
+        image = cfg.get("services", {}).get(service, {}).get("image")
+        return str(image) if image else f"{cfg.get('name')}-{service}"
+
+    def image_id(self, name: str) -> str:
+        with docker_errors(f"docker image inspect {name}"):
+            return str(self.client.image.inspect(name).id)
+
+    def tag_image(self, image_id: str, name: str) -> None:
+        with docker_errors(f"docker tag {image_id[:19]} {name}"):
+            self.client.image.tag(image_id, name)
+
     # -- proc-run calls -------------------------------------------------------------------------
     def exec(
         self,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.apps import make_app  # noqa: F401 - a fixture, shared by the layout and deploy tests
 from tests.pgcluster import PgCluster, start_cluster
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,0 +1,539 @@
+"""``composekit deploy``: preflight → lock → backup → build → migrate → verify → web, undone on failure.
+
+Undo preference for the database (see the README): the down sections of the migrations this deploy
+applied, newest first — run with the NEW image, which is the one holding those files — and only if
+one has no down section (or the down run fails), a restore of the backup taken at the start (after
+a safety snapshot of the failed state). The web goes back to the image ID it ran before.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from composekit.backup import Backup, DbTarget, restore_backup, take_backup
+from composekit.compose import ComposeProject
+from composekit.db import who_am_i
+from composekit.errors import (
+    ComposekitError,
+    ConfigError,
+    DockerError,
+    LockTimeout,
+    UsageError,
+    VerifyError,
+)
+from composekit.migrations.source import Source, load_source, version_key
+from composekit.workflow import RunReport, run_steps
+
+Progress = Callable[[str], None]
+OVERLAYS = {"staging": "compose.staging.yaml", "prod": "compose.prod.yaml"}
+
+
+@dataclass
+class DeployState:
+    settings: Any
+    project: ComposeProject
+    target: DbTarget
+    source: Source
+    progress: Progress
+    timeout: float
+    backup_mode: str  # auto | always | never
+    image_name: str = ""
+    previous_image: str | None = None
+    new_image: str | None = None
+    ledger_before: list[str] | None = None
+    backup: Backup | None = None
+    lock_file: IO[str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def migrate_service(self) -> str:
+        return (
+            self.settings.migrator_service
+            if self.settings.layout == "migrator"
+            else self.settings.web_service
+        )
+
+    def applied(self) -> list[str] | None:
+        t = self.settings.ledger_table.replace("'", "''")
+        out = self.target.psql(
+            "SELECT CASE WHEN to_regclass('"
+            + t
+            + "') IS NULL THEN '-' ELSE coalesce((xpath('/row/v/text()', "
+            "query_to_xml('SELECT string_agg(version::text, '','') AS v FROM "
+            + t
+            + "', false, true, '')))[1]::text, '') END"
+        )
+        if out == "-":
+            return None
+        return sorted((v for v in out.split(",") if v), key=version_key)
+
+    def pending(self) -> list[str]:
+        applied = {version_key(v) for v in (self.ledger_before or [])}
+        return [m.version for m in self.source.migrations if m.key not in applied]
+
+
+# -- steps ------------------------------------------------------------------------------------------
+
+
+class Preflight:
+    name = "preflight"
+    changes_nothing = True
+
+    def __init__(self, s: DeployState) -> None:
+        self.s = s
+
+    def describe(self) -> str:
+        return "compose files, services, migrations, disk"
+
+    def run(self) -> str:
+        st = self.s.settings
+        services = [st.db_service, st.web_service] + (
+            [st.migrator_service] if st.layout == "migrator" else []
+        )
+        self.s.project.config()
+        self.s.project.require_services(*services)
+        free = shutil.disk_usage(st.project_dir).free
+        if free < 1024**3:
+            raise ConfigError(
+                f"only {free / 1024**3:.1f} GiB free for the backup", hint="free some disk space"
+            )
+        return f"{len(self.s.source.migrations)} migration file(s), layout {st.layout}"
+
+    def undo(self) -> str:
+        return ""
+
+
+class DeployLock:
+    """One deploy per project at a time (a lock file held open; the kernel drops it if we die)."""
+
+    name = "lock"
+    changes_nothing = True
+
+    def __init__(self, s: DeployState, wait: float) -> None:
+        self.s = s
+        self.wait = wait
+        self.path = s.settings.project_dir / ".composekit" / "deploy.lock"
+
+    def describe(self) -> str:
+        return f"take the deploy lock ({self.path}), waiting up to {self.wait:g}s"
+
+    def run(self) -> str:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+")
+        deadline = time.monotonic() + self.wait
+        reported = False
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "another deploy"
+                if time.monotonic() >= deadline:
+                    f.close()
+                    raise LockTimeout(
+                        f"another deploy of this project is running: {holder}",
+                        hint="wait for it to finish (composekit history shows it), or raise --lock-wait",
+                    ) from None
+                if not reported:
+                    self.s.progress(f"waiting for the deploy lock held by {holder}")
+                    reported = True
+                time.sleep(0.5)
+        f.seek(0)
+        f.truncate()
+        f.write(
+            f"pid {os.getpid()} ({who_am_i()}), since {datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
+        )
+        f.flush()
+        self.s.lock_file = f
+        return ""
+
+    def undo(self) -> str:
+        return ""  # released by deploy() in every case
+
+
+class StartDatabase:
+    name = "database"
+    changes_nothing = True
+
+    def __init__(self, s: DeployState) -> None:
+        self.s = s
+
+    def describe(self) -> str:
+        return f"make sure {self.s.settings.db_service} is up and healthy; read the ledger"
+
+    def run(self) -> str:
+        self.s.project.up([self.s.settings.db_service], wait=True, wait_timeout=int(self.s.timeout))
+        self.s.ledger_before = self.s.applied()
+        current = self.s.ledger_before[-1] if self.s.ledger_before else "nothing applied"
+        return f"ledger at {current}; pending: {', '.join(self.s.pending()) or 'none'}"
+
+    def undo(self) -> str:
+        return ""  # the database keeps running
+
+
+class TakeBackup:
+    name = "backup"
+
+    def __init__(self, s: DeployState) -> None:
+        self.s = s
+
+    def describe(self) -> str:
+        return {"always": "back up the database", "never": "skipped (--no-backup)"}.get(
+            self.s.backup_mode, "back up the database when migrations are pending"
+        )
+
+    def run(self) -> str:
+        if self.s.backup_mode == "never" or (self.s.backup_mode == "auto" and not self.s.pending()):
+            return "skipped"
+        self.s.backup = take_backup(
+            self.s.target,
+            self.s.settings.backups_path,
+            label="pre-deploy",
+            keep=self.s.settings.keep_backups,
+            progress=self.s.progress,
+        )
+        return str(self.s.backup.path.name)
+
+    def undo(self) -> str:
+        return f"kept {self.s.backup.path}" if self.s.backup else ""
+
+
+class BuildImages:
+    name = "build"
+
+    def __init__(self, s: DeployState) -> None:
+        self.s = s
+
+    def describe(self) -> str:
+        return f"remember the running {self.s.settings.web_service} image, build the new one"
+
+    def run(self) -> str:
+        st = self.s.settings
+        self.s.previous_image = self.s.project.image_of(st.web_service)
+        services = [st.web_service] + ([st.migrator_service] if st.layout == "migrator" else [])
+        self.s.project.build(services)
+        self.s.image_name = self.s.project.image_name(st.web_service)
+        self.s.new_image = self.s.project.image_id(self.s.image_name)
+        prev = (self.s.previous_image or "none")[7:19]
+        return f"{self.s.image_name} {str(self.s.new_image)[7:19]} (previous {prev})"
+
+    def undo(self) -> str:
+        return ""
+
+
+def revert_database(s: DeployState) -> str:
+    """Undo the migrations applied since the deploy started: down sections (with the new image),
+    or a restore of the pre-deploy backup."""
+    now = s.applied() or []
+    before = {version_key(v) for v in (s.ledger_before or [])}
+    ours = [v for v in now if version_key(v) not in before]
+    if not ours:
+        return "no migration of this deploy was applied"
+    files = {m.key: m for m in s.source.migrations}
+    downs = all(
+        files.get(version_key(v)) is not None and files[version_key(v)].down is not None
+        for v in ours
+    )
+    if downs and s.new_image:
+        target = max(s.ledger_before, key=version_key) if s.ledger_before else "0"
+        try:
+            s.project.tag_image(s.new_image, s.image_name)  # the image that holds these files
+            r = s.project.run(
+                s.migrate_service,
+                ["composekit", "migrate", "down", "--target", target, "--dir", "/app/migrations"],
+                on_line=lambda ln: s.progress(f"  down | {ln}"),
+            )
+        finally:
+            if s.previous_image:
+                s.project.tag_image(s.previous_image, s.image_name)
+        if r.returncode == 0:
+            return f"reverted {', '.join(reversed(ours))} with their down sections"
+        s.progress("down sections failed; restoring the pre-deploy backup instead")
+    if s.backup is None:
+        raise ComposekitError(
+            f"cannot undo migrations {', '.join(ours)}: no down section and no backup (--no-backup)",
+            hint="restore a backup by hand: composekit restore",
+        )
+    report = restore_backup(
+        s.target,
+        s.settings.backups_path,
+        str(s.backup.path),
+        snapshot=True,
+        stop_services=[s.settings.web_service],
+        progress=s.progress,
+    )
+    snap = report.snapshot.path if report.snapshot else "none"
+    return f"restored {s.backup.path.name} (writes since the backup are in the snapshot {snap})"
+
+
+class Migrate:
+    name = "migrate"
+
+    def __init__(self, s: DeployState) -> None:
+        self.s = s
+
+    def describe(self) -> str:
+        if self.s.settings.layout == "migrator":
+            return f"docker compose run --rm {self.s.settings.migrator_service}"
+        return f"migrations run as the new {self.s.settings.web_service} starts (app-startup)"
+
+    def run(self) -> str:
+        if self.s.settings.layout != "migrator":
+            return "deferred to the web start"
+        lines: list[str] = []
+
+        def show(line: str) -> None:
+            lines.append(line)
+            self.s.progress(f"  migrator | {line}")
+
+        r = self.s.project.run(
+            self.s.settings.migrator_service, timeout=self.s.timeout, on_line=show
+        )
+        if r.returncode != 0:
+            tail = [ln for ln in lines if ln.strip()][-8:]
+            err = next(
+                (ln.removeprefix("error: ") for ln in reversed(lines) if ln.startswith("error: ")),
+                "",
+            )
+            raise ComposekitError(
+                f"the migrator exited {r.returncode}: {err or 'see its output'}", details=tail
+            )
+        return next(
+            (ln for ln in reversed(lines) if ln.startswith(("applied", "database is up"))), "done"
+        )
+
+    def undo(self) -> str:
+        return revert_database(self.s)
+
+    def manual_undo(self) -> str:
+        b = self.s.backup
+        return (
+            f"composekit restore {b.path.name} --yes"
+            if b
+            else "composekit migrate down (for this deploy's migrations)"
+        )
+
+
+class DeployWeb:
+    name = "web"
+
+    def __init__(self, s: DeployState) -> None:
+        self.s = s
+
+    def describe(self) -> str:
+        return f"up -d --wait {self.s.settings.web_service} with the new image, then health checks"
+
+    def run(self) -> str:
+        st = self.s.settings
+        self.s.project.up(
+            [st.web_service], no_build=True, wait=True, wait_timeout=int(self.s.timeout)
+        )
+        if st.health_url:
+            _health_gate(st.health_url, self.s.timeout, self.s.progress)
+        return f"{st.web_service} healthy on {str(self.s.new_image)[7:19]}"
+
+    def undo(self) -> str:
+        st = self.s.settings
+        db = ""
+        if st.layout == "app-startup":
+            # the new web re-runs its migrations on every restart, and the old one would refuse a
+            # ledger holding versions it has no files for: stop it, revert, then start the old one
+            self.s.project.stop([st.web_service])
+            db = revert_database(self.s) + "; "
+        if not self.s.previous_image:
+            self.s.project.stop([st.web_service])
+            return f"{db}stopped {st.web_service} (there was no previous version)"
+        self.s.project.tag_image(self.s.previous_image, self.s.image_name)
+        self.s.project.up(
+            [st.web_service],
+            no_build=True,
+            force_recreate=True,
+            wait=True,
+            wait_timeout=int(self.s.timeout),
+        )
+        return f"{db}{st.web_service} back on {self.s.previous_image[7:19]}"
+
+    def manual_undo(self) -> str:
+        return (
+            f"docker tag {self.s.previous_image} {self.s.image_name} && "
+            f"docker compose up -d --no-build --force-recreate --wait {self.s.settings.web_service}"
+        )
+
+
+class Verify:
+    name = "verify"
+
+    def __init__(self, s: DeployState) -> None:
+        self.s = s
+
+    def describe(self) -> str:
+        return "no pending migrations, no drift; verify/*.sql checks"
+
+    def run(self) -> str:
+        applied = {version_key(v) for v in (self.s.applied() or [])}
+        missing = [m.version for m in self.s.source.migrations if m.key not in applied]
+        if missing:
+            raise VerifyError(
+                f"migrations still pending after the deploy: {', '.join(missing)}",
+                hint="see the migrate step's output",
+            )
+        checks = sorted((self.s.settings.project_dir / "verify").glob("*.sql"))
+        for check in checks:
+            out = self.s.target.psql(check.read_text()).strip()
+            if out not in ("", "t"):
+                raise VerifyError(
+                    f"check {check.name} failed: it returned {out.splitlines()[0][:120]!r}",
+                    hint="a verify check must return no rows, or a single true",
+                )
+        return f"{len(applied)} applied, {len(checks)} check(s) passed"
+
+    def undo(self) -> str:
+        return ""
+
+
+def _health_gate(url: str, timeout: float, progress: Progress, in_a_row: int = 3) -> None:
+    deadline = time.monotonic() + timeout
+    streak, last = 0, ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as r:
+                ok = r.status == 200
+                last = str(r.status)
+        except Exception as exc:
+            ok, last = False, type(exc).__name__
+        streak = streak + 1 if ok else 0
+        if streak >= in_a_row:
+            return
+        time.sleep(0.5)
+    raise DockerError(
+        f"{url} did not answer 200 {in_a_row} times in a row within {timeout:g}s (last: {last})",
+        hint="see `docker compose logs web`",
+    )
+
+
+# -- the command ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class DeployReport:
+    id: str
+    env: str | None
+    started: str
+    finished: str
+    ok: bool
+    steps: list[dict[str, Any]]
+    error: str
+    ledger_before: list[str] | None
+    ledger_after: list[str] | None
+    backup: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def plan_steps(s: DeployState, lock_wait: float) -> list[Any]:
+    steps: list[Any] = [
+        Preflight(s),
+        DeployLock(s, lock_wait),
+        StartDatabase(s),
+        TakeBackup(s),
+        BuildImages(s),
+    ]
+    if s.settings.layout == "migrator":
+        return steps + [Migrate(s), Verify(s), DeployWeb(s)]
+    return steps + [Migrate(s), DeployWeb(s), Verify(s)]  # app-startup: the web migrates
+
+
+def deploy(
+    settings: Any,
+    *,
+    env: str | None = None,
+    timeout: float = 180,
+    backup_mode: str = "auto",
+    lock_wait: float = 0,
+    dry_run: bool = False,
+    progress: Progress = lambda m: None,
+) -> DeployReport | list[str]:
+    """Run (or with ``dry_run`` describe) the deploy; records it in ``.composekit/history.jsonl``."""
+    if settings.layout not in ("migrator", "app-startup"):
+        raise UsageError(
+            f"deploy does not support the {settings.layout} layout yet",
+            hint="init-scripts run only on an empty volume; use `docker compose up -d --build --wait`",
+        )
+    overlay = OVERLAYS.get(env) if env else None
+    if env and overlay is None:
+        raise UsageError(f"unknown environment {env!r}", hint="use --env staging or --env prod")
+    project = ComposeProject.from_settings(settings, overlay=overlay)
+    source = load_source(settings.migrations_path, settings.migrations_format)
+    s = DeployState(
+        settings,
+        project,
+        DbTarget.from_settings(settings, project),
+        source,
+        progress,
+        timeout,
+        backup_mode,
+    )
+    steps = plan_steps(s, lock_wait)
+    if dry_run:
+        return [f"{i}. {st.name}: {st.describe()}" for i, st in enumerate(steps, 1)]
+    started = datetime.now(UTC).isoformat()
+    run = RunReport()
+    error: ComposekitError | None = None
+    try:
+        run_steps(steps, progress, run)
+    except ComposekitError as exc:
+        error = exc
+    finally:
+        if s.lock_file is not None:
+            s.lock_file.close()
+    try:
+        after = s.applied()
+    except ComposekitError:
+        after = None
+    report = DeployReport(
+        id=uuid.uuid4().hex[:12],
+        env=env,
+        started=started,
+        finished=datetime.now(UTC).isoformat(),
+        ok=error is None,
+        steps=[r.to_dict() for r in run.steps],
+        error=run.error,
+        ledger_before=s.ledger_before,
+        ledger_after=after,
+        backup=str(s.backup.path) if s.backup else None,
+    )
+    record_history(settings.project_dir, report)
+    if error is not None:
+        raise error
+    return report
+
+
+def history_path(project_dir: Path) -> Path:
+    return project_dir / ".composekit" / "history.jsonl"
+
+
+def record_history(project_dir: Path, report: DeployReport) -> None:
+    p = history_path(project_dir)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "a") as f:
+        f.write(json.dumps(report.to_dict()) + "\n")
+
+
+def read_history(project_dir: Path) -> list[dict[str, Any]]:
+    p = history_path(project_dir)
+    if not p.is_file():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]

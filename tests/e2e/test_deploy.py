@@ -1,0 +1,144 @@
+"""composekit deploy on a scaffolded app, real engine: happy path and every kind of undo."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from composekit.errors import ExitCode
+from tests.apps import App
+from tests.helpers import run_cli
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def deploy(app: App, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("-C", str(app.dir), "deploy", "--timeout", "60", *args)
+
+
+def fingerprint(app: App) -> dict[str, str]:
+    """Per-table content checksums (ledger included) and the column list."""
+    out = {}
+    for t in app.psql(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+    ).split():
+        out[t] = app.psql(
+            f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {t} t"
+        )
+    out["columns"] = app.psql(
+        "SELECT string_agg(table_name || '.' || column_name, ',' ORDER BY table_name, column_name) "
+        "FROM information_schema.columns WHERE table_schema = 'public'"
+    )
+    return out
+
+
+def web_image(app: App) -> str:
+    return next(s.image_id for s in app.project.ps() if s.service == "web")
+
+
+def migration(app: App, name: str, up: str, down: str) -> None:
+    (app.dir / "migrations" / name).write_text(f"-- migrate:up\n{up}\n-- migrate:down\n{down}\n")
+
+
+def test_migrator_deploys_and_undoes_every_kind_of_failure(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    plan = deploy(app, "--dry-run")
+    assert plan.returncode == 0 and "6. migrate: docker compose run --rm migrator" in plan.stdout
+    assert app.project.ps() == []  # a dry run changes nothing
+
+    r = deploy(app)
+    assert r.returncode == 0, r.stderr
+    assert (
+        "<th>bio</th>" in app.page() and app.psql("SELECT version FROM schema_migrations") == "0001"
+    )
+    app.psql(
+        "INSERT INTO users (email, name) VALUES ('new@example.com', 'Written between deploys')"
+    )
+    good = fingerprint(app)
+    image = web_image(app)
+
+    # 1. migration 2 of 3 fails: the one applied before it is reverted; the old web keeps serving
+    migration(
+        app,
+        "0002_orders.sql",
+        "CREATE TABLE orders (id int);\nINSERT INTO orders VALUES (1);",
+        "DROP TABLE orders;",
+    )
+    migration(
+        app,
+        "0003_broken.sql",
+        "ALTER TABLE users ADD COLUMN x int NOT NUL;",
+        "ALTER TABLE users DROP COLUMN x;",
+    )
+    migration(app, "0004_z.sql", "CREATE TABLE z (id int);", "DROP TABLE z;")
+    r = deploy(app)
+    assert r.returncode == ExitCode.DEPLOY_UNDONE, r.stderr
+    assert "deploy failed at migrate" in r.stderr and "0003_broken.sql:2" in r.stderr
+    assert "every completed step was undone" in r.stderr and "Traceback" not in r.stderr
+    assert fingerprint(app) == good and web_image(app) == image
+    assert "Written between deploys" in app.page()
+
+    # 2. migrations apply but a verify check fails: back to where it was
+    (app.dir / "migrations" / "0003_broken.sql").write_text(
+        "-- migrate:up\nALTER TABLE users ADD COLUMN x int NULL;\n-- migrate:down\nALTER TABLE users DROP COLUMN x;\n"
+    )
+    (app.dir / "verify").mkdir()
+    (app.dir / "verify" / "no_orders_yet.sql").write_text("SELECT count(*) = 0 FROM orders;\n")
+    r = deploy(app)
+    assert r.returncode == ExitCode.DEPLOY_UNDONE and "check no_orders_yet.sql failed" in r.stderr
+    assert fingerprint(app) == good and web_image(app) == image
+
+    # 3. the new web never becomes healthy: previous web back, migrations undone
+    (app.dir / "verify" / "no_orders_yet.sql").unlink()
+    app_py = app.dir / "app" / "app.py"
+    app_py.write_text(
+        app_py.read_text().replace(
+            "def main() -> None:\n", "def main() -> None:\n    raise SystemExit('broken release')\n"
+        )
+    )
+    r = deploy(app)
+    assert r.returncode == ExitCode.DEPLOY_UNDONE and "deploy failed at web" in r.stderr
+    assert "web back on" in r.stderr and "reverted 0004, 0003, 0002" in r.stderr
+    assert fingerprint(app) == good and web_image(app) == image
+    assert "Written between deploys" in app.page()
+
+    history = json.loads(run_cli("-C", str(app.dir), "history", "--json").stdout)["deploys"]
+    assert [h["ok"] for h in history] == [True, False, False, False]
+    assert [h["ledger_after"] for h in history] == [["0001"]] * 4
+    failed = [next(s["name"] for s in h["steps"] if s["status"] == "failed") for h in history[1:]]
+    assert failed == ["migrate", "verify", "web"]
+
+
+def test_a_second_deploy_refuses_naming_the_first(make_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    lock = app.dir / ".composekit" / "deploy.lock"
+    lock.parent.mkdir()
+    with open(lock, "a+") as held:  # what a running deploy holds
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("pid 4242 (ci@runner-1), since 2026-11-25T10:00:00Z\n")
+        held.flush()
+        r = deploy(app)
+    assert r.returncode == ExitCode.MIGRATION
+    assert "another deploy of this project is running: pid 4242 (ci@runner-1)" in r.stderr
+    assert app.project.ps() == []  # nothing was started
+
+
+def test_app_startup_deploy_migrates_as_the_web_starts(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("app-startup")
+    r = deploy(app)
+    assert r.returncode == 0, r.stderr
+    assert (
+        app.psql("SELECT version FROM schema_migrations") == "0001" and "<th>bio</th>" in app.page()
+    )
+    good = fingerprint(app)
+    image = web_image(app)
+    migration(app, "0002_orders.sql", "CREATE TABLE orders (id int);", "DROP TABLE orders;")
+    migration(app, "0003_broken.sql", "SELECT 1/0;", "SELECT 1;")
+    r = deploy(app)
+    assert r.returncode == ExitCode.DEPLOY_UNDONE and "deploy failed at web" in r.stderr
+    assert fingerprint(app) == good and web_image(app) == image
+    assert "<th>bio</th>" in app.page()
