@@ -1,11 +1,10 @@
 """The main job, end to end, with composekit's own commands (see scripts/demo.sh).
 
 1. `composekit init` a project in the migrator layout (images: the offline stand-ins)
-2. build and start db + web (`docker compose up -d --build --wait`)
-3. apply migrations with the one-off migrator (`docker compose run --rm migrator`)
-4. fetch the web page (users, with the new column)
-5. `composekit backup`, then a new migration, migrate again, page again
-6. `composekit backup list`; take the project down (unless --keep)
+2. `composekit deploy`: backup, build, migrate (one-off migrator), verify, health-gated web
+3. `composekit migrate new`, then deploy again: the new column is on the page
+4. a release whose second migration is broken: deploy exits 7, everything undone, old web serving
+5. `composekit history`, `composekit backup list`; take the project down (unless --keep)
 """
 
 from __future__ import annotations
@@ -61,34 +60,38 @@ def main() -> int:
         )
     project = ComposeProject(project_dir=app, project_name=name, env_file=".env")
     try:
-        step("build and start db + web (docker compose up -d --build --wait)")
-        project.up(build=True, wait=True, wait_timeout=180)
-        step("apply migrations: docker compose run --rm migrator")
-        r = project.run("migrator", on_line=lambda ln: print(f"  migrator | {ln}", flush=True))
-        print(f"  exit code {r.returncode}")
-        step(f"the web page on http://127.0.0.1:{port}/")
+        step("first deploy: composekit deploy (backup, build, migrate, verify, health-gated web)")
+        ck("deploy", cwd=app)
         print(page(port))
-        step("verified backup")
-        ck("backup", "--label", "demo", cwd=app)
-        step("a new migration: composekit migrate new add_users_city")
+        step("a new migration: composekit migrate new add_users_city, then deploy again")
         ck("migrate", "new", "add_users_city", cwd=app)
         new = sorted((app / "migrations").glob("0002_*.sql"))[0]
         new.write_text(
             "-- migrate:up\nALTER TABLE users ADD COLUMN city text;\nUPDATE users SET city = 'London' WHERE id = 1;\n"
             "\n-- migrate:down\nALTER TABLE users DROP COLUMN city;\n"
         )
-        project.build(["migrator"])  # the migrations are baked into the image
-        r = project.run("migrator", on_line=lambda ln: print(f"  migrator | {ln}", flush=True))
-        print(f"  exit code {r.returncode}")
-        step("migration status (from inside the migrator image)")
-        project.run(
-            "migrator",
-            ["composekit", "migrate", "status", "--dir", "/app/migrations"],
-            on_line=lambda ln: print(f"  {ln}", flush=True),
-        )
+        ck("deploy", cwd=app)
         shown = page(port)
         print(shown)
         assert "<td>London</td>" in shown, "the new column should be on the page"
+        step(
+            "a broken release: 0003 adds a table, 0004 has a syntax error — deploy must undo it all"
+        )
+        (app / "migrations" / "0003_orders.sql").write_text(
+            "-- migrate:up\nCREATE TABLE orders (id int);\n-- migrate:down\nDROP TABLE orders;\n"
+        )
+        (app / "migrations" / "0004_broken.sql").write_text(
+            "-- migrate:up\nALTER TABLE users ADD COLUMN oops int NOT NUL;\n-- migrate:down\nSELECT 1;\n"
+        )
+        print("$ composekit deploy", flush=True)
+        failed = subprocess.run([str(EXE), "deploy"], cwd=app)
+        print(f"  exit code {failed.returncode} (7 = deploy failed and was fully undone)")
+        assert failed.returncode == 7
+        after = page(port)
+        assert "<td>London</td>" in after, "the previous release must still be serving"
+        print("  the previous release still serves the page, and the database is back at 0002")
+        step("history and backups")
+        ck("history", cwd=app)
         ck("backup", "list", cwd=app)
     finally:
         if args.keep:
@@ -99,7 +102,7 @@ def main() -> int:
             subprocess.run(
                 ["docker", "image", "rm", "-f", f"{name}-app:latest"], capture_output=True
             )
-    print("\n== demo finished: scaffolded, built offline, migrated twice, backed up, served")
+    print("\n== demo finished: scaffolded, deployed twice, a broken deploy undone, history shown")
     return 0
 
 
