@@ -292,6 +292,8 @@ class Migrate:
     def run(self) -> str:
         if self.s.settings.layout != "migrator":
             return "deferred to the web start"
+        if not self.s.pending():
+            return "nothing pending"
         lines: list[str] = []
 
         def show(line: str) -> None:
@@ -337,6 +339,8 @@ class DeployWeb:
 
     def run(self) -> str:
         st = self.s.settings
+        if self.s.new_image and self.s.new_image == self.s.previous_image:
+            return f"{st.web_service} already runs {self.s.new_image[7:19]}: unchanged"
         self.s.project.up(
             [st.web_service], no_build=True, wait=True, wait_timeout=int(self.s.timeout)
         )

@@ -1,0 +1,123 @@
+"""Deploy speed: `composekit deploy` vs the seed's four-line shell sequence, same project, same run.
+
+Baseline (what teams copy today, each round with one new pending migration):
+    docker compose exec -T db pg_dump -U app app > backup.sql
+    docker compose run --rm migrator
+    docker compose exec -T db psql -U app -d app -c '\\d users'
+    docker compose up -d --build web
+composekit deploy does more in the same round: verified backup + manifest, lock, ledger checks,
+verify step, `--wait` for a healthy web. Also timed: a deploy with nothing to do.
+
+Run: .venv/bin/python bench/deploy.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from _util import report  # noqa: E402
+
+from composekit.compose import ComposeProject  # noqa: E402
+from composekit.doctor import doctor  # noqa: E402
+from composekit.images import POSTGRES_IMAGE, PYTHON_IMAGE  # noqa: E402
+from composekit.scaffold import scaffold  # noqa: E402
+
+EXE = Path(sys.executable).parent / "composekit"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    if not doctor(ROOT, fix=True).ok:
+        sys.exit("docker test bed not ready: run scripts/bootstrap.sh")
+    work = Path(tempfile.mkdtemp(prefix="ck-bench-deploy-"))
+    name = "ckbd" + uuid.uuid4().hex[:6]
+    app = work / name
+    scaffold(app, "migrator", ci="none", name=name)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with open(app / ".env", "a") as env:
+        env.write(
+            f"POSTGRES_IMAGE={POSTGRES_IMAGE}\nPYTHON_IMAGE={PYTHON_IMAGE}\nWEB_PORT={port}\n"
+        )
+    project = ComposeProject(project_dir=app, project_name=name, env_file=".env")
+    dc = project.compose_argv()
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": app}
+    n = 1
+
+    def add_migration() -> None:
+        nonlocal n
+        n += 1
+        (app / "migrations" / f"{n:04d}_bench.sql").write_text(
+            f"-- migrate:up\nCREATE TABLE bench_{n} (id int);\n-- migrate:down\nDROP TABLE bench_{n};\n"
+        )
+
+    def shell() -> None:
+        with open(app / "backup.sql", "wb") as out:
+            subprocess.run(
+                dc + ["exec", "-T", "db", "pg_dump", "-U", "app", "app"],
+                stdout=out,
+                check=True,
+                cwd=app,
+            )
+        subprocess.run(dc + ["run", "--rm", "migrator"], check=True, **quiet)  # type: ignore[arg-type]
+        subprocess.run(
+            dc + ["exec", "-T", "db", "psql", "-U", "app", "-d", "app", "-c", "\\d users"],
+            check=True,
+            **quiet,
+        )  # type: ignore[arg-type]
+        subprocess.run(dc + ["up", "-d", "--build", "web"], check=True, **quiet)  # type: ignore[arg-type]
+
+    def ck() -> None:
+        subprocess.run([str(EXE), "deploy"], check=True, **quiet)  # type: ignore[arg-type]
+
+    try:
+        subprocess.run([str(EXE), "deploy"], check=True, **quiet)  # type: ignore[arg-type]  # first deploy
+        shell_t, ck_t, noop_t = [], [], []
+        for r in range(args.rounds):
+            for bucket, fn in (
+                ((shell_t, shell), (ck_t, ck)) if r % 2 == 0 else ((ck_t, ck), (shell_t, shell))
+            ):
+                add_migration()
+                t0 = time.perf_counter()
+                fn()
+                bucket.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            ck()
+            noop_t.append(time.perf_counter() - t0)
+        report(
+            f"deploy of one pending migration (migrator layout), {args.rounds} rounds",
+            [
+                ("seed's 4-line shell sequence (baseline)", shell_t),
+                ("composekit deploy", ck_t),
+                ("composekit deploy, nothing to do", noop_t),
+            ],
+            baseline="seed's 4-line shell sequence (baseline)",
+        )
+        print(
+            f"\ncomposekit / shell: {statistics.median(ck_t) / statistics.median(shell_t):.2f}x (goal <= 1.10x); "
+            f"no-op deploy median {statistics.median(noop_t):.2f}s (goal <= 2s)"
+        )
+    finally:
+        project.down(volumes=True)
+        subprocess.run(["docker", "image", "rm", "-f", f"{name}-app:latest"], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
