@@ -181,6 +181,21 @@ class DbTarget:
         rows = [v for v in ledger.split(",") if v]
         return server, (max(rows, key=version_key) if rows else None)
 
+    def applied(self) -> list[str] | None:
+        """Every applied ledger version, in order; ``None`` when there is no ledger table."""
+        t = self.ledger_table.replace("'", "''")
+        out = self.psql(
+            "SELECT CASE WHEN to_regclass('"
+            + t
+            + "') IS NULL THEN '-' ELSE coalesce((xpath('/row/v/text()', "
+            "query_to_xml('SELECT string_agg(version::text, '','') AS v FROM "
+            + t
+            + "', false, true, '')))[1]::text, '') END"
+        )
+        if out == "-":
+            return None
+        return sorted((v for v in out.split(",") if v), key=version_key)
+
     def ledger_version(self, database: str | None = None) -> str | None:
         return self.versions(database)[1]
 

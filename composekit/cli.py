@@ -647,6 +647,34 @@ def deploy(
         )
 
 
+@app.command("status")
+def status_cmd(as_json: JsonOpt = False) -> None:
+    """Services and health, ledger version, pending migrations, last backup, last deploy."""
+    from composekit.status import project_status
+
+    st = project_status(settings())
+    if as_json:
+        render.emit_json(st)
+        return
+    render.table(
+        [(s["service"], s["state"], s["health"] or "-", s["image"]) for s in st.services],
+        ["service", "state", "health", "image"],
+    )
+    render.line(
+        f"ledger: {st.ledger_version or 'nothing applied'}; pending: {', '.join(st.pending) or 'none'}"
+    )
+    b = st.last_backup
+    render.line(
+        f"last backup: {b['path'] + ' (ledger ' + str(b['ledger_version']) + ')' if b else 'none'}"
+    )
+    d = st.last_deploy
+    render.line(
+        f"last deploy: {(d['started'][:19] + (' ok' if d['ok'] else ' FAILED: ' + d['error'])) if d else 'none'}"
+    )
+    for p in st.problems:
+        render.line(f"problem: {p}")
+
+
 @app.command()
 def history(as_json: JsonOpt = False) -> None:
     """Past deploys of this project: when, result, ledger versions, failed step."""

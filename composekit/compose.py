@@ -315,6 +315,21 @@ class ComposeProject:
         with docker_errors(f"docker tag {image_id[:19]} {name}"):
             self.client.image.tag(image_id, name)
 
+    def remove_oneoffs(self, service: str) -> int:
+        """Force-remove ``docker compose run`` containers of ``service`` (e.g. after Ctrl-C,
+        which ends the CLI but not necessarily the container it started)."""
+        name = self.config().get("name")
+        with docker_errors("docker ps"):
+            labels = [
+                f"com.docker.compose.project={name}",
+                f"com.docker.compose.service={service}",
+                "com.docker.compose.oneoff=True",
+            ]
+            found = self.client.container.list(all=True, filters=[("label", lab) for lab in labels])
+            for c in found:
+                c.remove(force=True)
+        return len(found)
+
     # -- proc-run calls -------------------------------------------------------------------------
     def exec(
         self,

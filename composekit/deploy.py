@@ -65,18 +65,7 @@ class DeployState:
         )
 
     def applied(self) -> list[str] | None:
-        t = self.settings.ledger_table.replace("'", "''")
-        out = self.target.psql(
-            "SELECT CASE WHEN to_regclass('"
-            + t
-            + "') IS NULL THEN '-' ELSE coalesce((xpath('/row/v/text()', "
-            "query_to_xml('SELECT string_agg(version::text, '','') AS v FROM "
-            + t
-            + "', false, true, '')))[1]::text, '') END"
-        )
-        if out == "-":
-            return None
-        return sorted((v for v in out.split(",") if v), key=version_key)
+        return self.target.applied()
 
     def pending(self) -> list[str]:
         applied = {version_key(v) for v in (self.ledger_before or [])}
@@ -236,6 +225,8 @@ class BuildImages:
 def revert_database(s: DeployState) -> str:
     """Undo the migrations applied since the deploy started: down sections (with the new image),
     or a restore of the pre-deploy backup."""
+    if s.project.remove_oneoffs(s.migrate_service):
+        s.progress(f"removed a {s.migrate_service} container still running from this deploy")
     now = s.applied() or []
     before = {version_key(v) for v in (s.ledger_before or [])}
     ours = [v for v in now if version_key(v) not in before]

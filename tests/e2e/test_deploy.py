@@ -55,6 +55,13 @@ def test_migrator_deploys_and_undoes_every_kind_of_failure(make_app) -> None:  #
     assert (
         "<th>bio</th>" in app.page() and app.psql("SELECT version FROM schema_migrations") == "0001"
     )
+    st = json.loads(run_cli("-C", str(app.dir), "status", "--json").stdout)
+    assert (st["ledger_version"], st["pending"], st["last_deploy"]["ok"]) == ("0001", [], True)
+    assert {s["service"]: s["health"] for s in st["services"]} == {
+        "db": "healthy",
+        "web": "healthy",
+    }
+    assert st["last_backup"]["label"] == "pre-deploy"
     app.psql(
         "INSERT INTO users (email, name) VALUES ('new@example.com', 'Written between deploys')"
     )
@@ -142,3 +149,38 @@ def test_app_startup_deploy_migrates_as_the_web_starts(make_app) -> None:  # typ
     assert r.returncode == ExitCode.DEPLOY_UNDONE and "deploy failed at web" in r.stderr
     assert fingerprint(app) == good and web_image(app) == image
     assert "<th>bio</th>" in app.page()
+
+
+def test_ctrl_c_during_migrate_undoes_and_exits_130(make_app) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import sys
+    import time
+
+    app = make_app("migrator")
+    assert deploy(app).returncode == 0
+    good = fingerprint(app)
+    image = web_image(app)
+    migration(app, "0002_fast.sql", "CREATE TABLE fast (id int);", "DROP TABLE fast;")
+    migration(
+        app,
+        "0003_slow.sql",
+        "CREATE TABLE slow (id int);\nSELECT pg_sleep(60);",
+        "DROP TABLE slow;",
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-m", "composekit", "-C", str(app.dir), "deploy", "--timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 90
+    sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()"
+    while app.psql(sleeping) != "1":
+        assert time.monotonic() < deadline and p.poll() is None, "the slow migration never started"
+        time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == ExitCode.INTERRUPTED, err
+    assert "interrupted" in err and "every completed step was undone" in err
+    assert fingerprint(app) == good and web_image(app) == image
+    assert [s for s in app.project.ps() if s.service == "migrator"] == []
