@@ -164,37 +164,34 @@ class DbTarget:
             argv += ["-c", command]
         return self.project.exec(self.service, argv, timeout=timeout).stdout.strip()
 
-    def versions(self, database: str | None = None) -> tuple[str, str | None]:
-        """(server version, newest ledger version) in one round trip; the ledger may not exist."""
+    def _ledger_sql(self) -> str:
+        """An expression: the applied versions joined by commas, or '-' without a ledger table
+        (query_to_xml runs the SELECT only when the table exists)."""
         t = self.ledger_table.replace("'", "''")
-        out = self.psql(
-            "SELECT current_setting('server_version') || '|' || coalesce(CASE WHEN to_regclass('"
-            + t
-            + "') IS NOT NULL "
-            "THEN (xpath('/row/v/text()', query_to_xml('SELECT string_agg(version::text, '','') AS v FROM "
-            + t
-            + "', "
-            "false, true, '')))[1]::text END, '')",
-            database=database,
+        return (
+            f"CASE WHEN to_regclass('{t}') IS NULL THEN '-' ELSE coalesce((xpath('/row/v/text()', "
+            f"query_to_xml('SELECT string_agg(version::text, '','') AS v FROM {t}', false, true, '')))[1]::text, '') END"
         )
-        server, _, ledger = out.partition("|")
-        rows = [v for v in ledger.split(",") if v]
-        return server, (max(rows, key=version_key) if rows else None)
 
-    def applied(self) -> list[str] | None:
-        """Every applied ledger version, in order; ``None`` when there is no ledger table."""
-        t = self.ledger_table.replace("'", "''")
-        out = self.psql(
-            "SELECT CASE WHEN to_regclass('"
-            + t
-            + "') IS NULL THEN '-' ELSE coalesce((xpath('/row/v/text()', "
-            "query_to_xml('SELECT string_agg(version::text, '','') AS v FROM "
-            + t
-            + "', false, true, '')))[1]::text, '') END"
-        )
+    @staticmethod
+    def _parse_ledger(out: str) -> list[str] | None:
         if out == "-":
             return None
         return sorted((v for v in out.split(",") if v), key=version_key)
+
+    def versions(self, database: str | None = None) -> tuple[str, str | None]:
+        """(server version, newest ledger version) in one round trip; the ledger may not exist."""
+        out = self.psql(
+            f"SELECT current_setting('server_version') || '|' || {self._ledger_sql()}",
+            database=database,
+        )
+        server, _, ledger = out.partition("|")
+        applied = self._parse_ledger(ledger)
+        return server, (applied[-1] if applied else None)
+
+    def applied(self, database: str | None = None) -> list[str] | None:
+        """Every applied ledger version, in order; ``None`` when there is no ledger table."""
+        return self._parse_ledger(self.psql(f"SELECT {self._ledger_sql()}", database=database))
 
     def ledger_version(self, database: str | None = None) -> str | None:
         return self.versions(database)[1]

@@ -9,7 +9,6 @@ Every Docker failure leaves here as a :class:`~composekit.errors.ComposekitError
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -402,13 +401,3 @@ class ComposeProject:
             args += ["-e", key]
         args += [service, *argv]
         return proc.stream(args, timeout=timeout, on_line=on_line, env=env)
-
-    def wait_healthy(self, service: str, timeout: float = 60) -> str:
-        """Poll until ``service`` is healthy (or running, without a healthcheck); returns the last
-        state seen. Gives up early when the container exited."""
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.health(service)
-            if state in ("healthy", "running", "exited", "dead") or time.monotonic() >= deadline:
-                return state
-            time.sleep(0.5)

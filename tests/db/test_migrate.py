@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from composekit import migrations
 from composekit.db import lock_key
 from composekit.errors import ExitCode
-from tests.helpers import run_cli
+from tests.helpers import run_cli, start_cli
 from tests.pgcluster import PgCluster
 
 UP = "-- migrate:up\n{up}\n-- migrate:down\n{down}\n"
@@ -153,18 +152,10 @@ def test_ten_processes_apply_each_migration_exactly_once(db_url: str, tmp_path: 
             down=f"DROP TABLE m{i};",
         )
     d = mig_dir(tmp_path, files)
-    env = {**os.environ, "DATABASE_URL": db_url}
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "composekit", "migrate", "up", "--dir", str(d)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for _ in range(10)
+        start_cli("migrate", "up", "--dir", str(d), env={"DATABASE_URL": db_url}) for _ in range(10)
     ]
-    results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
+    results = [(p.wait(timeout=120), p.communicate()[1]) for p in procs]
     assert [rc for rc, _ in results] == [0] * 10, results
     assert ledger(db_url) == ["0001", "0002", "0003", "0004", "0005", "0006"]
     assert sorted(r[0] for r in query(db_url, "SELECT v FROM log")) == ["2", "3", "4", "5", "6"]
@@ -205,12 +196,8 @@ def test_kill9_during_transactional_migration_then_rerun(db_url: str, tmp_path: 
             "3_c.sql": UP.format(up="CREATE TABLE c (id int);", down="DROP TABLE c;"),
         },
     )
-    env = {**os.environ, "DATABASE_URL": db_url, "PGOPTIONS": "-c ck.slow=on"}
-    p = subprocess.Popen(
-        [sys.executable, "-m", "composekit", "migrate", "up", "--dir", str(d)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    p = start_cli(
+        "migrate", "up", "--dir", str(d), env={"DATABASE_URL": db_url, "PGOPTIONS": "-c ck.slow=on"}
     )
     pid = _wait_for_query(db_url, "pg_sleep(CASE")
     p.send_signal(signal.SIGKILL)
@@ -239,22 +226,8 @@ def test_kill9_during_create_index_concurrently_then_repair(db_url: str, tmp_pat
     assert cli(db_url, "migrate", "up", "--target", "1", "--dir", str(d)).returncode == 0
     blocker = psycopg.connect(db_url)  # an open writing transaction makes CONCURRENTLY wait
     blocker.execute("INSERT INTO items VALUES (0, 'zero')")
-    env = {**os.environ, "DATABASE_URL": db_url}
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "composekit",
-            "migrate",
-            "up",
-            "--dir",
-            str(d),
-            "--lock-timeout",
-            "120",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    p = start_cli(
+        "migrate", "up", "--dir", str(d), "--lock-timeout", "120", env={"DATABASE_URL": db_url}
     )
     try:
         backend = _wait_for_query(db_url, "CREATE INDEX CONCURRENTLY", waiting=True)
@@ -298,23 +271,8 @@ def test_lock_timeout_retries_name_the_blocker_then_succeed(db_url: str, tmp_pat
     blocker = psycopg.connect(db_url + "?application_name=report-job")
     blocker.execute("LOCK TABLE a IN ACCESS SHARE MODE")  # an open read transaction
     blocker_pid = blocker.info.backend_pid
-    env = {**os.environ, "DATABASE_URL": db_url}
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "composekit",
-            "migrate",
-            "up",
-            "--dir",
-            str(d),
-            "--lock-timeout",
-            "0.8",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    p = start_cli(
+        "migrate", "up", "--dir", str(d), "--lock-timeout", "0.8", env={"DATABASE_URL": db_url}
     )
     time.sleep(2.5)
     blocker.commit()

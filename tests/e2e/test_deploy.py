@@ -11,7 +11,7 @@ import pytest
 
 from composekit.errors import ExitCode
 from tests.apps import App
-from tests.helpers import run_cli
+from tests.helpers import run_cli, start_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -153,7 +153,6 @@ def test_app_startup_deploy_migrates_as_the_web_starts(make_app) -> None:  # typ
 
 def test_ctrl_c_during_migrate_undoes_and_exits_130(make_app) -> None:  # type: ignore[no-untyped-def]
     import signal
-    import sys
     import time
 
     app = make_app("migrator")
@@ -167,12 +166,7 @@ def test_ctrl_c_during_migrate_undoes_and_exits_130(make_app) -> None:  # type: 
         "CREATE TABLE slow (id int);\nSELECT pg_sleep(60);",
         "DROP TABLE slow;",
     )
-    p = subprocess.Popen(
-        [sys.executable, "-m", "composekit", "-C", str(app.dir), "deploy", "--timeout", "60"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    p = start_cli("-C", str(app.dir), "deploy", "--timeout", "60")
     deadline = time.monotonic() + 90
     sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()"
     while app.psql(sleeping) != "1":
