@@ -164,6 +164,16 @@ class DbTarget:
             argv += ["-c", command]
         return self.project.exec(self.service, argv, timeout=timeout).stdout.strip()
 
+    def session(self, application_name: str, database: str = "postgres") -> PsqlSession:
+        """A psql session kept open (e.g. to hold an advisory lock for as long as it lives)."""
+        return PsqlSession(
+            self.project.session(
+                self.service,
+                ["psql", "-X", "-q", "-tA", "-U", self.user, "-d", database],
+                env={"PGAPPNAME": application_name[:63]},
+            )
+        )
+
     def _ledger_sql(self) -> str:
         """An expression: the applied versions joined by commas, or '-' without a ledger table
         (query_to_xml runs the SELECT only when the table exists)."""
@@ -195,6 +205,41 @@ class DbTarget:
 
     def ledger_version(self, database: str | None = None) -> str | None:
         return self.versions(database)[1]
+
+
+class PsqlSession:
+    """Just enough of a psycopg connection over a psql session for :func:`composekit.db.advisory_lock`:
+    ``execute(sql, params).fetchone()``, parameters inlined as literals (ints and strings only)."""
+
+    END = "__composekit_end__"
+
+    def __init__(self, session: proc.Session) -> None:
+        self.session = session
+        self.rows: list[tuple[Any, ...]] = []
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> PsqlSession:
+        for value in params or []:
+            literal = (
+                str(value) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
+            )
+            sql = sql.replace("%s", literal, 1)
+        self.session.send(sql.rstrip().rstrip(";") + ";")
+        self.session.send(f"\\echo {self.END}")
+        errors = len(self.session.errors)
+        self.rows = []
+        while (line := self.session.read_line()) != self.END:
+            self.rows.append(tuple({"t": True, "f": False}.get(v, v) for v in line.split("|")))
+        if len(self.session.errors) > errors:
+            raise DockerError(
+                f"psql: {self.session.errors[errors]}", hint="see PostgreSQL's message"
+            )
+        return self
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.rows[0] if self.rows else None
+
+    def close(self) -> None:
+        self.session.close()
 
 
 # -- taking backups ---------------------------------------------------------------------------------

@@ -224,6 +224,7 @@ class ComposeProject:
         no_build: bool = False,
         force_recreate: bool = False,
         no_deps: bool = False,
+        no_recreate: bool = False,
     ) -> None:
         with docker_errors("docker compose up"):
             self.client.compose.up(
@@ -236,6 +237,7 @@ class ComposeProject:
                 no_build=no_build,
                 force_recreate=force_recreate,
                 dependencies=not no_deps,
+                recreate=not no_recreate,
                 quiet=True,  # capture stderr so failures can be explained
             )
 
@@ -348,6 +350,12 @@ class ComposeProject:
         except proc.CommandFailed as exc:
             raise translate(f"docker compose exec {service}", exc.stderr, exc.returncode) from exc
 
+    def session(
+        self, service: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None
+    ) -> proc.Session:
+        """A long-lived ``docker compose exec -T`` child to talk to line by line (e.g. ``psql``)."""
+        return proc.Session(self._exec_args(service, argv, env, None), env=env)
+
     def exec_to_file(
         self,
         service: str,
@@ -394,9 +402,11 @@ class ComposeProject:
         on_line: Callable[[str], None] = lambda line: None,
         env: Mapping[str, str] | None = None,
     ) -> proc.Completed:
-        """``docker compose run --rm`` a one-off container, streaming its output; never raises on
+        """``docker compose run --rm --no-deps`` a one-off container, streaming its output; never raises on
         the container's own exit code (returned), only on Docker failures."""
-        args = self.compose_argv("run", "--rm", "-T")
+        # --no-deps: callers start the database themselves, and `run` would otherwise recreate a
+        # dependency whose configuration differs (e.g. the same project from another checkout)
+        args = self.compose_argv("run", "--rm", "--no-deps", "-T")
         for key in env or {}:
             args += ["-e", key]
         args += [service, *argv]

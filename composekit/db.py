@@ -135,8 +135,9 @@ def advisory_lock(
         now = time.monotonic()
         if now >= deadline:
             who = str(holder) if holder else "another session"
+            waited = f" (waited {wait:g}s)" if wait else ""
             raise LockTimeout(
-                f"gave up after {wait:g}s waiting for the {what} lock held by {who}",
+                f"the {what} lock is held by {who}{waited}",
                 hint="let that run finish, or raise --lock-wait; if it is stuck, "
                 + (
                     f"SELECT pg_terminate_backend({holder.pid})"

@@ -8,27 +8,25 @@ a safety snapshot of the failed state). The web goes back to the image ID it ran
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import shutil
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from composekit.backup import Backup, DbTarget, restore_backup, take_backup
 from composekit.compose import ComposeProject
-from composekit.db import who_am_i
+from composekit.db import advisory_lock, lock_key, who_am_i
 from composekit.errors import (
     ComposekitError,
     ConfigError,
     DockerError,
-    LockTimeout,
     UsageError,
     VerifyError,
 )
@@ -53,7 +51,7 @@ class DeployState:
     new_image: str | None = None
     ledger_before: list[str] | None = None
     backup: Backup | None = None
-    lock_file: IO[str] | None = None
+    lock: ExitStack = field(default_factory=ExitStack)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -103,55 +101,6 @@ class Preflight:
         return ""
 
 
-class DeployLock:
-    """One deploy per project at a time (a lock file held open; the kernel drops it if we die)."""
-
-    name = "lock"
-    changes_nothing = True
-
-    def __init__(self, s: DeployState, wait: float) -> None:
-        self.s = s
-        self.wait = wait
-        self.path = s.settings.project_dir / ".composekit" / "deploy.lock"
-
-    def describe(self) -> str:
-        return f"take the deploy lock ({self.path}), waiting up to {self.wait:g}s"
-
-    def run(self) -> str:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+")
-        deadline = time.monotonic() + self.wait
-        reported = False
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                f.seek(0)
-                holder = f.read().strip() or "another deploy"
-                if time.monotonic() >= deadline:
-                    f.close()
-                    raise LockTimeout(
-                        f"another deploy of this project is running: {holder}",
-                        hint="wait for it to finish (composekit history shows it), or raise --lock-wait",
-                    ) from None
-                if not reported:
-                    self.s.progress(f"waiting for the deploy lock held by {holder}")
-                    reported = True
-                time.sleep(0.5)
-        f.seek(0)
-        f.truncate()
-        f.write(
-            f"pid {os.getpid()} ({who_am_i()}), since {datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
-        )
-        f.flush()
-        self.s.lock_file = f
-        return ""
-
-    def undo(self) -> str:
-        return ""  # released by deploy() in every case
-
-
 class StartDatabase:
     name = "database"
     changes_nothing = True
@@ -160,16 +109,57 @@ class StartDatabase:
         self.s = s
 
     def describe(self) -> str:
-        return f"make sure {self.s.settings.db_service} is up and healthy; read the ledger"
+        return f"make sure {self.s.settings.db_service} is up and healthy"
 
     def run(self) -> str:
-        self.s.project.up([self.s.settings.db_service], wait=True, wait_timeout=int(self.s.timeout))
+        # never recreate a running database: another deploy (from another checkout, whose paths
+        # differ) may be using it; changing the db service itself is not a deploy's job
+        self.s.project.up(
+            [self.s.settings.db_service],
+            wait=True,
+            wait_timeout=int(self.s.timeout),
+            no_recreate=True,
+        )
+        return ""
+
+    def undo(self) -> str:
+        return ""  # the database keeps running
+
+
+class DeployLock:
+    """One deploy per database at a time, whichever machine it runs from: an advisory lock held by
+    a psql session in the ``postgres`` database (a restore of the app database cannot end it).
+    PostgreSQL releases it when the session ends — when we close it, or when this process dies."""
+
+    name = "lock"
+    changes_nothing = True
+
+    def __init__(self, s: DeployState, wait: float) -> None:
+        self.s = s
+        self.wait = wait
+
+    def describe(self) -> str:
+        return (
+            f"take the deploy lock in the database (waiting up to {self.wait:g}s); read the ledger"
+        )
+
+    def run(self) -> str:
+        take_deploy_lock(self.s.target, self.s.lock, self.wait, self.s.progress)
         self.s.ledger_before = self.s.applied()
         current = self.s.ledger_before[-1] if self.s.ledger_before else "nothing applied"
         return f"ledger at {current}; pending: {', '.join(self.s.pending()) or 'none'}"
 
     def undo(self) -> str:
-        return ""  # the database keeps running
+        return ""  # released by deploy() in every case
+
+
+def take_deploy_lock(target: DbTarget, stack: ExitStack, wait: float, progress: Progress) -> None:
+    """Hold the deploy lock until ``stack`` closes; names the holder if another deploy has it."""
+    app_name = f"composekit deploy {who_am_i()}"
+    session = target.session(app_name)
+    stack.callback(session.close)
+    key = lock_key(f"{target.database}/{target.ledger_table}", purpose="deploy")
+    stack.enter_context(advisory_lock(session, key, wait, "deploy", progress, app_name))
 
 
 class TakeBackup:
@@ -333,7 +323,11 @@ class DeployWeb:
         if self.s.new_image and self.s.new_image == self.s.previous_image:
             return f"{st.web_service} already runs {self.s.new_image[7:19]}: unchanged"
         self.s.project.up(
-            [st.web_service], no_build=True, wait=True, wait_timeout=int(self.s.timeout)
+            [st.web_service],
+            no_build=True,
+            no_deps=True,  # the database is up already and must not be recreated
+            wait=True,
+            wait_timeout=int(self.s.timeout),
         )
         if st.health_url:
             _health_gate(st.health_url, self.s.timeout, self.s.progress)
@@ -354,6 +348,7 @@ class DeployWeb:
         self.s.project.up(
             [st.web_service],
             no_build=True,
+            no_deps=True,
             force_recreate=True,
             wait=True,
             wait_timeout=int(self.s.timeout),
@@ -441,8 +436,8 @@ class DeployReport:
 def plan_steps(s: DeployState, lock_wait: float) -> list[Any]:
     steps: list[Any] = [
         Preflight(s),
-        DeployLock(s, lock_wait),
         StartDatabase(s),
+        DeployLock(s, lock_wait),
         TakeBackup(s),
         BuildImages(s),
     ]
@@ -492,8 +487,7 @@ def deploy(
     except ComposekitError as exc:
         error = exc
     finally:
-        if s.lock_file is not None:
-            s.lock_file.close()
+        s.lock.close()
     try:
         after = s.applied()
     except ComposekitError:

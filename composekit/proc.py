@@ -226,3 +226,85 @@ def spawn_detached(argv: Sequence[str | Path], *, log_path: Path) -> int:
         except FileNotFoundError as exc:
             raise CommandNotFound(args[0]) from exc
     return p.pid
+
+
+class Session:
+    """A long-lived line-oriented child (e.g. ``psql`` holding a lock): write a line, read lines.
+
+    Its stdin is a pipe only this process holds, so the child sees end-of-file and exits when
+    :meth:`close` is called — or when this process dies, however it dies.
+    """
+
+    def __init__(self, argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None) -> None:
+        import queue
+        import threading
+
+        self.argv = [str(a) for a in argv]
+        log.debug("session: %s", display(self.argv))
+        try:
+            self._p = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=_env(env),
+            )
+        except FileNotFoundError as exc:
+            raise CommandNotFound(self.argv[0]) from exc
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._err: list[str] = []
+
+        def pump(stream: IO[bytes], sink: Callable[[str | None], None]) -> None:
+            for raw in stream:
+                sink(redact(raw.decode("utf-8", "replace").rstrip("\n")))
+            sink(None)
+
+        assert self._p.stdout is not None and self._p.stderr is not None
+        for stream, sink in ((self._p.stdout, self._lines.put), (self._p.stderr, self._on_err)):
+            threading.Thread(target=pump, args=(stream, sink), daemon=True).start()
+
+    @property
+    def errors(self) -> list[str]:
+        """Lines the child wrote to stderr so far."""
+        return self._err
+
+    def _on_err(self, line: str | None) -> None:
+        if line is not None:
+            self._err.append(line)
+
+    def send(self, line: str) -> None:
+        assert self._p.stdin is not None
+        try:
+            self._p.stdin.write(line.encode() + b"\n")
+            self._p.stdin.flush()
+        except BrokenPipeError:
+            self._failed()
+
+    def read_line(self, *, timeout: float = 30) -> str:
+        """The next line of output; raises :class:`CommandFailed` if the child ended or went quiet."""
+        import queue
+
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            line = None
+        if line is None:
+            self._failed()
+        assert line is not None
+        return line
+
+    def _failed(self) -> None:
+        self.close(timeout=2)
+        raise CommandFailed(self.argv, self._p.returncode or 1, "\n".join(self._err))
+
+    def close(self, timeout: float = 10) -> None:
+        if self._p.stdin is not None and not self._p.stdin.closed:
+            try:
+                self._p.stdin.close()
+            except BrokenPipeError:
+                pass
+        try:
+            self._p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._p.kill()
+            self._p.wait()

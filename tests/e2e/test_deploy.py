@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import fcntl
+import getpass
 import json
+import shutil
+import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from composekit.deploy import read_history
 from composekit.errors import ExitCode
 from tests.apps import App
 from tests.helpers import run_cli, start_cli
@@ -16,8 +21,10 @@ from tests.helpers import run_cli, start_cli
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def deploy(app: App, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli("-C", str(app.dir), "deploy", "--timeout", "60", *args)
+def deploy(where: App | Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``composekit deploy`` for an app (or a checkout of one)."""
+    project = where.dir if isinstance(where, App) else where
+    return run_cli("-C", str(project), "deploy", "--timeout", "60", *args)
 
 
 def fingerprint(app: App) -> dict[str, str]:
@@ -120,18 +127,75 @@ def test_migrator_deploys_and_undoes_every_kind_of_failure(make_app) -> None:  #
     assert failed == ["migrate", "verify", "web"]
 
 
-def test_a_second_deploy_refuses_naming_the_first(make_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def wait_for_query(app: App, needle: str, proc: subprocess.Popen[str], limit: float = 90) -> None:
+    """Block until a session runs a query containing ``needle`` (``proc`` must still be running)."""
+    deadline = time.monotonic() + limit
+    q = f"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{needle}%' AND pid <> pg_backend_pid()"
+    while app.psql(q) == "0":
+        assert time.monotonic() < deadline and proc.poll() is None, f"{needle} never started"
+        time.sleep(0.3)
+
+
+def test_two_deploys_from_two_checkouts_never_interleave(make_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     app = make_app("migrator")
-    lock = app.dir / ".composekit" / "deploy.lock"
-    lock.parent.mkdir()
-    with open(lock, "a+") as held:  # what a running deploy holds
-        fcntl.flock(held, fcntl.LOCK_EX)
-        held.write("pid 4242 (ci@runner-1), since 2026-11-25T10:00:00Z\n")
-        held.flush()
-        r = deploy(app)
-    assert r.returncode == ExitCode.MIGRATION
-    assert "another deploy of this project is running: pid 4242 (ci@runner-1)" in r.stderr
-    assert app.project.ps() == []  # nothing was started
+    assert deploy(app).returncode == 0
+    migration(
+        app, "0002_slow.sql", "CREATE TABLE slow (id int);\nSELECT pg_sleep(6);", "DROP TABLE slow;"
+    )
+    other = tmp_path / "ci-runner-2" / app.dir.name  # another machine's checkout, same project
+    shutil.copytree(app.dir, other, ignore=shutil.ignore_patterns(".composekit"))
+    first = start_cli("-C", str(app.dir), "deploy", "--timeout", "60")
+    wait_for_query(app, "pg_sleep(6)", first)
+
+    refused = deploy(other)
+    assert refused.returncode == ExitCode.MIGRATION, refused.stderr
+    assert "the deploy lock is held by pid" in refused.stderr
+    assert f"composekit deploy {getpass.getuser()}@{socket.gethostname()}" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    waiting = start_cli("-C", str(other), "deploy", "--timeout", "60", "--lock-wait", "120")
+    assert first.wait(timeout=120) == 0
+    _, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, err
+    assert "waiting for the deploy lock held by pid" in err
+    lock = next(
+        s for s in read_history(other)[-1]["steps"] if s["name"] == "lock"
+    )  # it read the ledger only once the first deploy had finished
+    assert lock["detail"] == "ledger at 0002; pending: none"
+    assert (
+        app.psql("SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations")
+        == "0001,0002"
+    )
+
+
+def test_the_deploy_lock_dies_with_its_holder(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    app.project.up(["db"], wait=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_DEPLOY_LOCK, str(app.dir)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    refused = deploy(app)
+    assert (
+        refused.returncode == ExitCode.MIGRATION and "the deploy lock is held by" in refused.stderr
+    )
+    holder.kill()  # SIGKILL: no cleanup code runs; PostgreSQL ends the session and its lock
+    holder.wait()
+    assert deploy(app, "--lock-wait", "20").returncode == 0
+
+
+HOLD_DEPLOY_LOCK = """
+import sys, time
+from contextlib import ExitStack
+from pathlib import Path
+from composekit.backup import DbTarget
+from composekit.config import load_settings
+from composekit.deploy import take_deploy_lock
+stack = ExitStack()
+take_deploy_lock(DbTarget.from_settings(load_settings(Path(sys.argv[1]))), stack, 0, print)
+print("held", flush=True)
+time.sleep(600)
+"""
 
 
 def test_app_startup_deploy_migrates_as_the_web_starts(make_app) -> None:  # type: ignore[no-untyped-def]
@@ -153,7 +217,6 @@ def test_app_startup_deploy_migrates_as_the_web_starts(make_app) -> None:  # typ
 
 def test_ctrl_c_during_migrate_undoes_and_exits_130(make_app) -> None:  # type: ignore[no-untyped-def]
     import signal
-    import time
 
     app = make_app("migrator")
     assert deploy(app).returncode == 0
@@ -167,11 +230,7 @@ def test_ctrl_c_during_migrate_undoes_and_exits_130(make_app) -> None:  # type: 
         "DROP TABLE slow;",
     )
     p = start_cli("-C", str(app.dir), "deploy", "--timeout", "60")
-    deadline = time.monotonic() + 90
-    sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()"
-    while app.psql(sleeping) != "1":
-        assert time.monotonic() < deadline and p.poll() is None, "the slow migration never started"
-        time.sleep(0.3)
+    wait_for_query(app, "pg_sleep(60)", p)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
     assert p.returncode == ExitCode.INTERRUPTED, err
