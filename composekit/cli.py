@@ -35,6 +35,16 @@ app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+EnvOpt = Annotated[
+    str | None, typer.Option("--env", help="staging | prod: adds compose.<env>.yaml.")
+]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the steps; change nothing.")]
+TimeoutOpt = Annotated[
+    float, typer.Option("--timeout", help="Seconds for health waits and the migrator.")
+]
+LockWaitOpt = Annotated[
+    float, typer.Option("--lock-wait", help="Seconds to wait for another deploy's lock.")
+]
 
 
 class _State:
@@ -606,22 +616,14 @@ def restore(
     "  composekit deploy --env prod --json --timeout 300"
 )
 def deploy(
-    env: Annotated[
-        str | None, typer.Option("--env", help="staging | prod: adds compose.<env>.yaml.")
-    ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the steps; change nothing.")
-    ] = False,
-    timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds for health waits and the migrator.")
-    ] = 180,
+    env: EnvOpt = None,
+    dry_run: DryRunOpt = False,
+    timeout: TimeoutOpt = 180,
     no_backup: Annotated[bool, typer.Option("--no-backup", help="Do not back up first.")] = False,
     backup_mode: Annotated[
         str, typer.Option("--backup", help="auto (when migrations are pending) | always.")
     ] = "auto",
-    lock_wait: Annotated[
-        float, typer.Option("--lock-wait", help="Seconds to wait for another deploy.")
-    ] = 0,
+    lock_wait: LockWaitOpt = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Backup → migrate → verify → deploy web (health-gated); undo everything on failure (exit 7)."""
@@ -645,6 +647,64 @@ def deploy(
         render.line(
             f"deployed: ledger {(result.ledger_after or ['-'])[-1]}, {len(result.steps)} steps ok"
         )
+
+
+@app.command(
+    epilog="Examples:\n\n  composekit rollback --list\n\n  composekit rollback\n\n"
+    "  composekit rollback ck-20261125T101500-3f2a9c1d7e4b --env prod"
+)
+def rollback(
+    to: Annotated[
+        str | None,
+        typer.Argument(
+            help="Kept image tag, reference or ID prefix (default: the newest one not running)."
+        ),
+    ] = None,
+    list_only: Annotated[
+        bool, typer.Option("--list", help="List the kept previous web images.")
+    ] = False,
+    env: EnvOpt = None,
+    dry_run: DryRunOpt = False,
+    timeout: TimeoutOpt = 180,
+    lock_wait: LockWaitOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Put the web back on an image an earlier deploy replaced; the database is not touched.
+    Health-gated: if it never becomes healthy, the web it replaced comes back (exit 7)."""
+    from composekit import rollback as rb
+
+    if list_only:
+        kept = rb.list_kept(settings(), env=env)
+        if as_json:
+            render.emit_json({"images": kept})
+            return
+        rows = [
+            (
+                k.tag,
+                k.image_id.removeprefix("sha256:")[:12],
+                k.created,
+                "running" if k.running else "",
+            )
+            for k in kept
+        ]
+        render.table(rows, ["tag", "image", "created", ""])
+        return
+    result = rb.rollback(
+        settings(),
+        to=to,
+        env=env,
+        timeout=timeout,
+        lock_wait=lock_wait,
+        dry_run=dry_run,
+        progress=render.progress,
+    )
+    if as_json:
+        render.emit_json({"plan": result} if dry_run else result)
+    elif isinstance(result, list):
+        for line in result:
+            render.line(line)
+    else:
+        render.line(f"rolled back: {result.steps[-1]['detail']}")
 
 
 @app.command("status")
@@ -677,7 +737,7 @@ def status_cmd(as_json: JsonOpt = False) -> None:
 
 @app.command()
 def history(as_json: JsonOpt = False) -> None:
-    """Past deploys of this project: when, result, ledger versions, failed step."""
+    """Past deploys and rollbacks of this project: when, result, ledger versions, failed step."""
     from composekit.deploy import read_history
 
     records = read_history(settings().project_dir)
@@ -692,12 +752,13 @@ def history(as_json: JsonOpt = False) -> None:
         rows.append(
             (
                 r["started"][:19],
+                r.get("kind", "deploy"),
                 r["env"] or "-",
                 "ok" if r["ok"] else f"FAILED at {failed}",
                 f"{before} → {after}",
             )
         )
-    render.table(rows, ["started (UTC)", "env", "result", "ledger"])
+    render.table(rows, ["started (UTC)", "kind", "env", "result", "ledger"])
 
 
 def _wants_json(argv: list[str]) -> bool:

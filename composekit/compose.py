@@ -316,6 +316,28 @@ class ComposeProject:
         with docker_errors(f"docker tag {image_id[:19]} {name}"):
             self.client.image.tag(image_id, name)
 
+    def tagged(self, repo: str, prefix: str) -> list[tuple[str, str, str]]:
+        """``(tag, image ID, created)`` for every ``repo:<prefix>…`` tag, newest tag first."""
+        with docker_errors(f"docker image list {repo}"):
+            images = self.client.image.list(repo)
+        found = [
+            (tag, str(im.id), im.created.isoformat(timespec="seconds"))
+            for im in images
+            for ref in im.repo_tags
+            for r, _, tag in [ref.rpartition(":")]
+            if r == repo and tag.startswith(prefix)
+        ]
+        return sorted(found, reverse=True)
+
+    def untag(self, ref: str) -> bool:
+        """Remove the tag ``ref``; False if the image behind it is still used by a container."""
+        try:
+            with docker_errors(f"docker image rm {ref}"):
+                self.client.image.remove(ref, prune=False)
+        except DockerError:
+            return False
+        return True
+
     def remove_oneoffs(self, service: str) -> int:
         """Force-remove ``docker compose run`` containers of ``service`` (e.g. after Ctrl-C,
         which ends the CLI but not necessarily the container it started)."""

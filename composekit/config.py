@@ -40,6 +40,7 @@ class Settings:
     health_url: str | None = None
     backups_dir: Path = Path("backups")
     keep_backups: int = 10
+    keep_images: int = 3  # previous web images kept tagged for `composekit rollback`
     maintenance_services: tuple[str, ...] = ()
     source: dict[str, str] = field(default_factory=dict, compare=False)
     """Where each non-default value came from (``flag``, ``env:NAME``, ``file:PATH``)."""
@@ -136,6 +137,7 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
         ("backups", "dir"): "backups_dir",
         ("backups", "keep"): "keep_backups",
         ("web", "health_url"): "health_url",
+        ("web", "keep_images"): "keep_images",
     }
     for key, value in data.items():
         if isinstance(value, dict):

@@ -205,8 +205,8 @@ class BuildImages:
         self.s.project.build(services)
         self.s.image_name = self.s.project.image_name(st.web_service)
         self.s.new_image = self.s.project.image_id(self.s.image_name)
-        prev = (self.s.previous_image or "none")[7:19]
-        return f"{self.s.image_name} {str(self.s.new_image)[7:19]} (previous {prev})"
+        prev = short(self.s.previous_image)
+        return f"{self.s.image_name} {short(self.s.new_image)} (previous {prev})"
 
     def undo(self) -> str:
         return ""
@@ -321,45 +321,86 @@ class DeployWeb:
     def run(self) -> str:
         st = self.s.settings
         if self.s.new_image and self.s.new_image == self.s.previous_image:
-            return f"{st.web_service} already runs {self.s.new_image[7:19]}: unchanged"
-        self.s.project.up(
-            [st.web_service],
-            no_build=True,
-            no_deps=True,  # the database is up already and must not be recreated
-            wait=True,
-            wait_timeout=int(self.s.timeout),
-        )
-        if st.health_url:
-            _health_gate(st.health_url, self.s.timeout, self.s.progress)
-        return f"{st.web_service} healthy on {str(self.s.new_image)[7:19]}"
+            return f"{st.web_service} already runs {short(self.s.new_image)}: unchanged"
+        start_web(self.s)
+        kept = ""
+        if self.s.previous_image:  # so `composekit rollback` can return to it
+            tag = keep_image(self.s, self.s.previous_image)
+            kept = f"; previous kept as {tag}"
+        return f"{st.web_service} healthy on {short(self.s.new_image)}{kept}"
 
     def undo(self) -> str:
-        st = self.s.settings
         db = ""
-        if st.layout == "app-startup":
+        if self.s.settings.layout == "app-startup":
             # the new web re-runs its migrations on every restart, and the old one would refuse a
             # ledger holding versions it has no files for: stop it, revert, then start the old one
-            self.s.project.stop([st.web_service])
+            self.s.project.stop([self.s.settings.web_service])
             db = revert_database(self.s) + "; "
-        if not self.s.previous_image:
-            self.s.project.stop([st.web_service])
-            return f"{db}stopped {st.web_service} (there was no previous version)"
-        self.s.project.tag_image(self.s.previous_image, self.s.image_name)
-        self.s.project.up(
-            [st.web_service],
-            no_build=True,
-            no_deps=True,
-            force_recreate=True,
-            wait=True,
-            wait_timeout=int(self.s.timeout),
-        )
-        return f"{db}{st.web_service} back on {self.s.previous_image[7:19]}"
+        return db + previous_web_back(self.s)
 
     def manual_undo(self) -> str:
         return (
             f"docker tag {self.s.previous_image} {self.s.image_name} && "
-            f"docker compose up -d --no-build --force-recreate --wait {self.s.settings.web_service}"
+            f"docker compose up -d --no-build --no-deps --force-recreate --wait {self.s.settings.web_service}"
         )
+
+
+def short(image_id: str | None) -> str:
+    return (image_id or "none").removeprefix("sha256:")[:12]
+
+
+def start_web(s: DeployState, force_recreate: bool = False) -> None:
+    """``up -d --no-build --no-deps --wait`` the web with whatever its image name points at, then
+    the HTTP health gate (when ``health_url`` is set)."""
+    st = s.settings
+    s.project.up(
+        [st.web_service],
+        no_build=True,
+        no_deps=True,  # the database is up already and must not be recreated
+        force_recreate=force_recreate,
+        wait=True,
+        wait_timeout=int(s.timeout),
+    )
+    if st.health_url:
+        _health_gate(st.health_url, s.timeout, s.progress)
+
+
+def previous_web_back(s: DeployState) -> str:
+    """Point the web's image name at the image it ran before and recreate it (or stop the web if
+    there was none)."""
+    web = s.settings.web_service
+    if not s.previous_image:
+        s.project.stop([web])
+        return f"stopped {web} (there was no previous version)"
+    s.project.tag_image(s.previous_image, s.image_name)
+    start_web(s, force_recreate=True)
+    return f"{web} back on {short(s.previous_image)}"
+
+
+KEPT_PREFIX = "ck-"
+
+
+def split_image_name(name: str) -> tuple[str, str]:
+    """``registry:5000/app:1.2`` → (``registry:5000/app``, ``1.2``); no tag means ``latest``."""
+    repo, sep, tag = name.rpartition(":")
+    if not sep or "/" in tag:
+        return name, "latest"
+    return repo, tag
+
+
+def keep_image(s: DeployState, image_id: str) -> str:
+    """Tag ``image_id`` as ``<repo>:ck-<UTC time>-<id>`` so it is not left dangling, then keep only
+    the newest ``keep_images`` such tags (one per image)."""
+    repo, _ = split_image_name(s.image_name)
+    tag = f"{KEPT_PREFIX}{datetime.now(UTC):%Y%m%dT%H%M%S}-{short(image_id)}"
+    s.project.tag_image(image_id, f"{repo}:{tag}")
+    seen: set[str] = set()
+    for old_tag, old_id, _ in s.project.tagged(repo, KEPT_PREFIX):
+        if old_id in seen or len(seen) >= s.settings.keep_images:
+            s.project.untag(f"{repo}:{old_tag}")
+        else:
+            seen.add(old_id)
+    return tag
 
 
 class Verify:
@@ -419,6 +460,7 @@ def _health_gate(url: str, timeout: float, progress: Progress, in_a_row: int = 3
 @dataclass
 class DeployReport:
     id: str
+    kind: str  # deploy | rollback
     env: str | None
     started: str
     finished: str
@@ -428,6 +470,8 @@ class DeployReport:
     ledger_before: list[str] | None
     ledger_after: list[str] | None
     backup: str | None
+    web_before: str | None
+    web_after: str | None
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -446,6 +490,35 @@ def plan_steps(s: DeployState, lock_wait: float) -> list[Any]:
     return steps + [Migrate(s), DeployWeb(s), Verify(s)]  # app-startup: the web migrates
 
 
+def new_state(
+    settings: Any,
+    *,
+    env: str | None,
+    timeout: float,
+    progress: Progress,
+    backup_mode: str = "auto",
+) -> DeployState:
+    """What every step of a deploy (or rollback) shares; checks the layout and ``--env``."""
+    if settings.layout not in ("migrator", "app-startup"):
+        raise UsageError(
+            f"deploy does not support the {settings.layout} layout yet",
+            hint="init-scripts run only on an empty volume; use `docker compose up -d --build --wait`",
+        )
+    overlay = OVERLAYS.get(env) if env else None
+    if env and overlay is None:
+        raise UsageError(f"unknown environment {env!r}", hint="use --env staging or --env prod")
+    project = ComposeProject.from_settings(settings, overlay=overlay)
+    return DeployState(
+        settings,
+        project,
+        DbTarget.from_settings(settings, project),
+        load_source(settings.migrations_path, settings.migrations_format),
+        progress,
+        timeout,
+        backup_mode,
+    )
+
+
 def deploy(
     settings: Any,
     *,
@@ -457,33 +530,21 @@ def deploy(
     progress: Progress = lambda m: None,
 ) -> DeployReport | list[str]:
     """Run (or with ``dry_run`` describe) the deploy; records it in ``.composekit/history.jsonl``."""
-    if settings.layout not in ("migrator", "app-startup"):
-        raise UsageError(
-            f"deploy does not support the {settings.layout} layout yet",
-            hint="init-scripts run only on an empty volume; use `docker compose up -d --build --wait`",
-        )
-    overlay = OVERLAYS.get(env) if env else None
-    if env and overlay is None:
-        raise UsageError(f"unknown environment {env!r}", hint="use --env staging or --env prod")
-    project = ComposeProject.from_settings(settings, overlay=overlay)
-    source = load_source(settings.migrations_path, settings.migrations_format)
-    s = DeployState(
-        settings,
-        project,
-        DbTarget.from_settings(settings, project),
-        source,
-        progress,
-        timeout,
-        backup_mode,
-    )
-    steps = plan_steps(s, lock_wait)
+    s = new_state(settings, env=env, timeout=timeout, progress=progress, backup_mode=backup_mode)
+    return execute(s, plan_steps(s, lock_wait), kind="deploy", env=env, dry_run=dry_run)
+
+
+def execute(
+    s: DeployState, steps: list[Any], *, kind: str, env: str | None, dry_run: bool
+) -> DeployReport | list[str]:
+    """Run ``steps`` (undone on failure), always release the lock, and record the run in the history."""
     if dry_run:
         return [f"{i}. {st.name}: {st.describe()}" for i, st in enumerate(steps, 1)]
     started = datetime.now(UTC).isoformat()
     run = RunReport()
     error: ComposekitError | None = None
     try:
-        run_steps(steps, progress, run)
+        run_steps(steps, s.progress, run, what=kind)
     except ComposekitError as exc:
         error = exc
     finally:
@@ -494,6 +555,7 @@ def deploy(
         after = None
     report = DeployReport(
         id=uuid.uuid4().hex[:12],
+        kind=kind,
         env=env,
         started=started,
         finished=datetime.now(UTC).isoformat(),
@@ -503,8 +565,10 @@ def deploy(
         ledger_before=s.ledger_before,
         ledger_after=after,
         backup=str(s.backup.path) if s.backup else None,
+        web_before=s.previous_image,
+        web_after=s.new_image if error is None and s.new_image else s.previous_image,
     )
-    record_history(settings.project_dir, report)
+    record_history(s.settings.project_dir, report)
     if error is not None:
         raise error
     return report

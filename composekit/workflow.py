@@ -54,7 +54,9 @@ class RunReport:
         return {"ok": self.ok, "error": self.error, "steps": [s.to_dict() for s in self.steps]}
 
 
-def run_steps(steps: list[Any], progress: Progress, report: RunReport | None = None) -> RunReport:
+def run_steps(
+    steps: list[Any], progress: Progress, report: RunReport | None = None, what: str = "deploy"
+) -> RunReport:
     """Run ``steps`` in order; on failure undo the completed ones newest first, then raise
     :class:`DeployFailed` (exit 7), :class:`Interrupted` (130) or, if an undo failed,
     :class:`UndoFailed` (exit 8) listing what a person must do."""
@@ -105,17 +107,17 @@ def run_steps(steps: list[Any], progress: Progress, report: RunReport | None = N
     failed_step = report.steps[-1].name
     if manual:
         raise UndoFailed(
-            f"deploy failed at {failed_step} ({report.error}) and undoing it failed too",
+            f"{what} failed at {failed_step} ({report.error}) and undoing it failed too",
             hint="run these commands, in order:",
             details=manual,
         )
     if isinstance(failure, KeyboardInterrupt):
         raise Interrupted(
-            f"deploy interrupted during {failed_step}; every completed step was undone"
+            f"{what} interrupted during {failed_step}; every completed step was undone"
         )
     assert isinstance(failure, ComposekitError)
     raise DeployFailed(
-        f"deploy failed at {failed_step}: {report.error}; every completed step was undone",
+        f"{what} failed at {failed_step}: {report.error}; every completed step was undone",
         hint=failure.hint or "fix the cause and deploy again",
         details=failure.details[-10:],
     )

@@ -59,9 +59,13 @@ class App:
 
     def close(self) -> None:
         self.project.down(volumes=True, timeout=3)
-        subprocess.run(
-            ["docker", "image", "rm", "-f", f"{self.name}-app:latest"], capture_output=True
-        )
+        refs = subprocess.run(
+            ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", f"{self.name}-app"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        if refs:  # :latest and the previous versions deploys kept for rollback
+            subprocess.run(["docker", "image", "rm", "-f", *refs], capture_output=True)
 
 
 @pytest.fixture

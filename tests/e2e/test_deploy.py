@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -237,3 +238,57 @@ def test_ctrl_c_during_migrate_undoes_and_exits_130(make_app) -> None:  # type: 
     assert "interrupted" in err and "every completed step was undone" in err
     assert fingerprint(app) == good and web_image(app) == image
     assert [s for s in app.project.ps() if s.service == "migrator"] == []
+
+
+def release(app: App, n: int) -> None:
+    """Change what the web shows, so the next deploy builds a new image."""
+    app_py = app.dir / "app" / "app.py"
+    app_py.write_text(re.sub(r"<h1>Users[^<]*</h1>", f"<h1>Users r{n}</h1>", app_py.read_text()))
+
+
+def rollback(app: App, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("-C", str(app.dir), "rollback", "--timeout", "60", *args)
+
+
+def test_rollback_returns_to_a_kept_web_image_and_leaves_the_database_alone(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    with open(app.dir / "composekit.toml", "a") as f:
+        f.write("\n[web]\nkeep_images = 1\n")
+    images = []
+    for n in (1, 2, 3):
+        release(app, n)
+        assert deploy(app).returncode == 0
+        images.append(web_image(app))
+    kept = json.loads(rollback(app, "--list", "--json").stdout)["images"]
+    assert [k["image_id"] for k in kept] == [images[1]]  # v1's tag was pruned (keep_images = 1)
+    app.psql("INSERT INTO users (email, name) VALUES ('late@example.com', 'Written after r3')")
+    data = fingerprint(app)
+
+    r = rollback(app)
+    assert r.returncode == 0, r.stderr
+    assert web_image(app) == images[1] and "<h1>Users r2</h1>" in app.page()
+    assert fingerprint(app) == data and "Written after r3" in app.page()
+    kept = json.loads(rollback(app, "--list", "--json").stdout)["images"]
+    assert [(k["image_id"], k["running"]) for k in kept] == [(images[2], False)]
+
+    assert rollback(app).returncode == 0  # and forward again
+    assert web_image(app) == images[2] and "<h1>Users r3</h1>" in app.page()
+
+    # a kept image that no longer starts: the web it replaced comes back, exit 7
+    subprocess.run(
+        ["docker", "tag", "composekit/postgres:15", f"{app.name}-app:ck-29990101T000000-broken"],
+        check=True,
+    )
+    r = rollback(app, "ck-29990101T000000-broken")
+    assert r.returncode == ExitCode.DEPLOY_UNDONE, r.stderr
+    assert "rollback failed at web" in r.stderr and "web back on" in r.stderr
+    assert web_image(app) == images[2] and "<h1>Users r3</h1>" in app.page()
+    assert rollback(app, "nope").returncode == ExitCode.USAGE
+
+    history = json.loads(run_cli("-C", str(app.dir), "history", "--json").stdout)["deploys"]
+    assert [(h["kind"], h["ok"]) for h in history] == [("deploy", True)] * 3 + [
+        ("rollback", True),
+        ("rollback", True),
+        ("rollback", False),
+        ("rollback", False),  # "nope": refused before anything changed, still on record
+    ]

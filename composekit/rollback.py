@@ -1,0 +1,133 @@
+"""``composekit rollback``: the web back to an image an earlier deploy replaced; the database is
+not touched.
+
+Every deploy that replaces the web tags the image it replaced as ``<repo>:ck-<UTC time>-<id>``
+(the newest ``[web] keep_images`` of them are kept), so they are never dangling and never pruned
+by ``docker image prune``. A rollback re-points the service's image name at one of them and
+recreates the web, health-gated; if it never becomes healthy, the web it replaced comes back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from composekit.deploy import (
+    KEPT_PREFIX,
+    DeployLock,
+    DeployReport,
+    DeployState,
+    Preflight,
+    Progress,
+    StartDatabase,
+    execute,
+    keep_image,
+    new_state,
+    previous_web_back,
+    short,
+    split_image_name,
+    start_web,
+)
+from composekit.errors import UsageError
+
+
+@dataclass(frozen=True)
+class KeptImage:
+    ref: str
+    tag: str
+    image_id: str
+    created: str
+    running: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def kept_images(s: DeployState) -> list[KeptImage]:
+    """The previous web images kept for rollback, newest first."""
+    s.image_name = s.project.image_name(s.settings.web_service)
+    current = s.project.image_of(s.settings.web_service)
+    repo, _ = split_image_name(s.image_name)
+    return [
+        KeptImage(f"{repo}:{tag}", tag, image_id, created, image_id == current)
+        for tag, image_id, created in s.project.tagged(repo, KEPT_PREFIX)
+    ]
+
+
+def choose(kept: list[KeptImage], to: str | None) -> KeptImage:
+    """``to`` as a tag, a full reference or an image ID prefix; default: the newest kept image the
+    web does not run now."""
+    if to is None:
+        for k in kept:
+            if not k.running:
+                return k
+        raise UsageError(
+            "no earlier web image is kept to roll back to",
+            hint="each deploy that replaces the web keeps the one it replaced; see `composekit rollback --list`",
+        )
+    bare = to.removeprefix("sha256:")
+    for k in kept:
+        if to in (k.tag, k.ref) or (len(bare) >= 6 and short(k.image_id).startswith(bare[:12])):
+            return k
+    raise UsageError(f"no kept web image matches {to!r}", hint="see `composekit rollback --list`")
+
+
+class RollbackWeb:
+    name = "web"
+
+    def __init__(self, s: DeployState, to: str | None) -> None:
+        self.s = s
+        self.to = to
+        self.target: KeptImage | None = None
+        self.changes_nothing = True  # until the image name is re-pointed (see workflow.run_steps)
+
+    def describe(self) -> str:
+        what = self.to or "the newest kept image it does not run now"
+        return f"{self.s.settings.web_service} back to {what}; up --force-recreate --wait, health checks"
+
+    def run(self) -> str:
+        web = self.s.settings.web_service
+        self.target = choose(kept_images(self.s), self.to)
+        self.s.previous_image = self.s.project.image_of(web)
+        self.s.new_image = self.target.image_id
+        if self.target.running:
+            return f"{web} already runs {self.target.tag}: unchanged"
+        self.changes_nothing = False
+        self.s.project.tag_image(self.target.image_id, self.s.image_name)
+        start_web(self.s, force_recreate=True)
+        kept = ""
+        if self.s.previous_image:  # so one can roll forward again
+            kept = f"; {short(self.s.previous_image)} kept as {keep_image(self.s, self.s.previous_image)}"
+        return f"{web} healthy on {self.target.tag}{kept}"
+
+    def undo(self) -> str:
+        if self.target is None or self.target.running:
+            return ""
+        return previous_web_back(self.s)
+
+    def manual_undo(self) -> str:
+        return (
+            f"docker tag {self.s.previous_image} {self.s.image_name} && docker compose up -d "
+            f"--no-build --no-deps --force-recreate --wait {self.s.settings.web_service}"
+        )
+
+
+def rollback(
+    settings: Any,
+    *,
+    to: str | None = None,
+    env: str | None = None,
+    timeout: float = 180,
+    lock_wait: float = 0,
+    dry_run: bool = False,
+    progress: Progress = lambda m: None,
+) -> DeployReport | list[str]:
+    """Run (or describe) a rollback of the web to a kept image, under the deploy lock; recorded in
+    the history like a deploy."""
+    s = new_state(settings, env=env, timeout=timeout, progress=progress)
+    steps = [Preflight(s), StartDatabase(s), DeployLock(s, lock_wait), RollbackWeb(s, to)]
+    return execute(s, steps, kind="rollback", env=env, dry_run=dry_run)
+
+
+def list_kept(settings: Any, env: str | None = None) -> list[KeptImage]:
+    return kept_images(new_state(settings, env=env, timeout=60, progress=lambda m: None))
