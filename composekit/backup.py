@@ -3,9 +3,10 @@
 * ``pg_dump -Fc`` runs **inside** the db container (its version always matches the server) and
   streams byte-for-byte to a temp file on the host; only after sha256 and ``pg_restore --list``
   pass is it renamed into place with its manifest. A crash never leaves a file that looks valid.
-* Restore verifies the checksum first, takes a safety snapshot, restores into a **scratch
-  database**, checks its ledger version, and only then swaps names with the live database (stopping
-  the services that use it for the swap). A failed ``pg_restore`` leaves the live database as it was.
+* Restore verifies the checksum first, restores into a **scratch database** and checks its
+  ledger version while the app still serves; only then stops the services that use the database,
+  takes the safety snapshot (so it holds every write), and swaps names with the live database.
+  A failed ``pg_restore`` leaves the live database as it was.
 """
 
 from __future__ import annotations
@@ -85,6 +86,27 @@ class Backup:
         return (datetime.now(UTC) - datetime.fromisoformat(self.created)).total_seconds()
 
 
+@dataclass(frozen=True)
+class RowChange:
+    table: str
+    replaced: int | None  # rows in the database that was replaced (None: the table was not there)
+    restored: int | None  # rows after the restore (None: the backup has no such table)
+
+    def __str__(self) -> str:
+        def n(v: int | None) -> str:
+            return "absent" if v is None else str(v)
+
+        return f"{self.table} {n(self.replaced)} → {n(self.restored)}"
+
+
+def row_changes(replaced: dict[str, int], restored: dict[str, int]) -> list[RowChange]:
+    return [
+        RowChange(t, replaced.get(t), restored.get(t))
+        for t in sorted(replaced.keys() | restored.keys())
+        if replaced.get(t) != restored.get(t)
+    ]
+
+
 @dataclass
 class RestoreReport:
     restored: Backup
@@ -93,9 +115,14 @@ class RestoreReport:
     stopped: list[str]
     ledger_version: str | None
     duration_s: float
+    row_changes: list[RowChange] | None = None
+    """Per table, rows in the replaced database vs the restored one (only tables that differ)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "row_changes": None
+            if self.row_changes is None
+            else [c.__dict__ for c in self.row_changes],
             "restored": self.restored.to_dict(),
             "snapshot": self.snapshot.to_dict() if self.snapshot else None,
             "database": self.database,
@@ -202,6 +229,22 @@ class DbTarget:
     def applied(self, database: str | None = None) -> list[str] | None:
         """Every applied ledger version, in order; ``None`` when there is no ledger table."""
         return self._parse_ledger(self.psql(f"SELECT {self._ledger_sql()}", database=database))
+
+    def row_counts(self, database: str | None = None) -> dict[str, int]:
+        """Exact row count of every user table (``schema.table``), in one round trip."""
+        out = self.psql(
+            "SELECT format('%I.%I', n.nspname, c.relname) || '|' || (xpath('/row/c/text()', "
+            "query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname), "
+            "false, true, '')))[1]::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1",
+            database=database,
+        )
+        counts = {}
+        for line in out.splitlines():
+            table, _, n = line.rpartition("|")
+            counts[table] = int(n)
+        return counts
 
     def ledger_version(self, database: str | None = None) -> str | None:
         return self.versions(database)[1]
@@ -443,6 +486,7 @@ def restore_backup(
     *,
     snapshot: bool = True,
     stop_services: list[str] | None = None,
+    compare_rows: bool = False,
     timeout: float = 3600,
     progress: Progress = _silent,
 ) -> RestoreReport:
@@ -452,11 +496,6 @@ def restore_backup(
     b = find_backup(backups_dir, name)
     progress(f"verifying {b.path.name}")
     verify_backup(target, b)
-    snap = None
-    if snapshot:
-        snap = take_backup(
-            target, backups_dir, label="pre-restore-snapshot", keep=None, progress=progress
-        )
     scratch = f"{target.database}__ck_restore"[:63]
     progress(f"restoring {b.path.name} into scratch database {scratch}")
     q = _quote_ident
@@ -477,7 +516,15 @@ def restore_backup(
         target.psql(f"DROP DATABASE IF EXISTS {q(scratch)} WITH (FORCE)", database="postgres")
         raise
     stopped = _stop_users(target, stop_services or [], progress)
+    snap = changes = None
     try:
+        # with its users stopped, the live database holds its final rows: the snapshot loses none
+        if snapshot:
+            snap = take_backup(
+                target, backups_dir, label="pre-restore-snapshot", keep=None, progress=progress
+            )
+        if compare_rows:
+            changes = row_changes(target.row_counts(), target.row_counts(scratch))
         old = f"{target.database}__ck_old"[:63]
         progress(f"swapping {scratch} in as {target.database}")
         live = target.database.replace("'", "''")
@@ -494,7 +541,7 @@ def restore_backup(
             progress(f"starting {', '.join(stopped)} again")
             target.project.start(stopped)
     return RestoreReport(
-        b, snap, target.database, stopped, target.ledger_version(), time.monotonic() - t0
+        b, snap, target.database, stopped, target.ledger_version(), time.monotonic() - t0, changes
     )
 
 

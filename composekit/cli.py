@@ -624,6 +624,13 @@ def deploy(
         str, typer.Option("--backup", help="auto (when migrations are pending) | always.")
     ] = "auto",
     lock_wait: LockWaitOpt = 0,
+    maintenance: Annotated[
+        bool,
+        typer.Option(
+            "--maintenance",
+            help="Stop the web ([deploy] maintenance) from before the backup until the new one is up.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Backup → migrate → verify → deploy web (health-gated); undo everything on failure (exit 7)."""
@@ -635,6 +642,7 @@ def deploy(
         timeout=timeout,
         backup_mode="never" if no_backup else backup_mode,
         lock_wait=lock_wait,
+        maintenance=maintenance,
         dry_run=dry_run,
         progress=render.progress,
     )

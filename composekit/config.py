@@ -138,6 +138,7 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
         ("backups", "keep"): "keep_backups",
         ("web", "health_url"): "health_url",
         ("web", "keep_images"): "keep_images",
+        ("deploy", "maintenance"): "maintenance_services",
     }
     for key, value in data.items():
         if isinstance(value, dict):

@@ -52,6 +52,8 @@ class DeployState:
     ledger_before: list[str] | None = None
     backup: Backup | None = None
     lock: ExitStack = field(default_factory=ExitStack)
+    maintenance: bool = False
+    stopped: list[str] = field(default_factory=list)  # by --maintenance
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -209,6 +211,8 @@ class BuildImages:
         return f"{self.s.image_name} {short(self.s.new_image)} (previous {prev})"
 
     def undo(self) -> str:
+        if point_back(self.s):
+            return f"{self.s.image_name} points at {short(self.s.previous_image)} again"
         return ""
 
 
@@ -237,8 +241,7 @@ def revert_database(s: DeployState) -> str:
                 on_line=lambda ln: s.progress(f"  down | {ln}"),
             )
         finally:
-            if s.previous_image:
-                s.project.tag_image(s.previous_image, s.image_name)
+            point_back(s)
         if r.returncode == 0:
             return f"reverted {', '.join(reversed(ours))} with their down sections"
         s.progress("down sections failed; restoring the pre-deploy backup instead")
@@ -252,11 +255,24 @@ def revert_database(s: DeployState) -> str:
         s.settings.backups_path,
         str(s.backup.path),
         snapshot=True,
-        stop_services=[s.settings.web_service],
+        stop_services=[s.settings.web_service, *s.settings.maintenance_services],
+        compare_rows=True,
         progress=s.progress,
     )
     snap = report.snapshot.path if report.snapshot else "none"
-    return f"restored {s.backup.path.name} (writes since the backup are in the snapshot {snap})"
+    if report.row_changes:
+        s.progress(
+            "rows that differ from the backup (failed state → restored), to reconcile from the "
+            f"snapshot {snap}:"
+        )
+        for change in report.row_changes:
+            s.progress(f"  {change}")
+    differ = (
+        f"rows differ in {', '.join(str(c) for c in report.row_changes)}"
+        if report.row_changes
+        else "no table's row count differs"
+    )
+    return f"restored {s.backup.path.name}; {differ}; the failed state is in the snapshot {snap}"
 
 
 class Migrate:
@@ -321,6 +337,9 @@ class DeployWeb:
     def run(self) -> str:
         st = self.s.settings
         if self.s.new_image and self.s.new_image == self.s.previous_image:
+            if st.web_service in self.s.stopped:  # by --maintenance
+                start_web(self.s)
+                return f"{st.web_service} started again on {short(self.s.new_image)}: unchanged"
             return f"{st.web_service} already runs {short(self.s.new_image)}: unchanged"
         start_web(self.s)
         kept = ""
@@ -365,6 +384,14 @@ def start_web(s: DeployState, force_recreate: bool = False) -> None:
         _health_gate(st.health_url, s.timeout, s.progress)
 
 
+def point_back(s: DeployState) -> bool:
+    """Re-point the web's image name at the image it ran before this deploy (if any)."""
+    if not (s.previous_image and s.image_name):
+        return False
+    s.project.tag_image(s.previous_image, s.image_name)
+    return True
+
+
 def previous_web_back(s: DeployState) -> str:
     """Point the web's image name at the image it ran before and recreate it (or stop the web if
     there was none)."""
@@ -372,7 +399,10 @@ def previous_web_back(s: DeployState) -> str:
     if not s.previous_image:
         s.project.stop([web])
         return f"stopped {web} (there was no previous version)"
-    s.project.tag_image(s.previous_image, s.image_name)
+    point_back(s)
+    if s.maintenance:  # it starts again (on that image) once the database is back
+        s.project.stop([web])
+        return f"{web} stopped; its image name points at {short(s.previous_image)} again"
     start_web(s, force_recreate=True)
     return f"{web} back on {short(s.previous_image)}"
 
@@ -401,6 +431,58 @@ def keep_image(s: DeployState, image_id: str) -> str:
         else:
             seen.add(old_id)
     return tag
+
+
+class Maintenance:
+    """``--maintenance``: stop the web (or ``[deploy] maintenance``) from before the backup until
+    the new version is up, for migrations the old web cannot live with; a restore loses nothing."""
+
+    name = "maintenance"
+
+    def __init__(self, s: DeployState) -> None:
+        self.s = s
+        self.services = list(s.settings.maintenance_services) or [s.settings.web_service]
+
+    def describe(self) -> str:
+        return f"stop {', '.join(self.services)} until the new version is up"
+
+    def run(self) -> str:
+        running = sorted({x.service for x in self.s.project.ps(self.services, all=False)})
+        if running:
+            self.s.project.stop(running)
+        self.s.stopped = running
+        return f"stopped {', '.join(running)}" if running else "nothing was running"
+
+    def undo(self) -> str:
+        if not self.s.stopped:
+            return ""
+        point_back(self.s)  # so they start on the image they ran before
+        self.s.project.up(
+            self.s.stopped, no_build=True, no_deps=True, wait=True, wait_timeout=int(self.s.timeout)
+        )
+        return f"started {', '.join(self.s.stopped)} again"
+
+
+class Resume:
+    name = "resume"
+
+    def __init__(self, s: DeployState) -> None:
+        self.s = s
+
+    def describe(self) -> str:
+        return "start the other services --maintenance stopped"
+
+    def run(self) -> str:
+        others = [x for x in self.s.stopped if x != self.s.settings.web_service]
+        if not others:
+            return "nothing else to start"
+        self.s.project.up(
+            others, no_build=True, no_deps=True, wait=True, wait_timeout=int(self.s.timeout)
+        )
+        return f"started {', '.join(others)}"
+
+    def undo(self) -> str:
+        return ""
 
 
 class Verify:
@@ -478,16 +560,15 @@ class DeployReport:
 
 
 def plan_steps(s: DeployState, lock_wait: float) -> list[Any]:
-    steps: list[Any] = [
-        Preflight(s),
-        StartDatabase(s),
-        DeployLock(s, lock_wait),
-        TakeBackup(s),
-        BuildImages(s),
-    ]
+    steps: list[Any] = [Preflight(s), StartDatabase(s), DeployLock(s, lock_wait), BuildImages(s)]
+    if s.maintenance:
+        steps.append(Maintenance(s))
+    steps.append(TakeBackup(s))
     if s.settings.layout == "migrator":
-        return steps + [Migrate(s), Verify(s), DeployWeb(s)]
-    return steps + [Migrate(s), DeployWeb(s), Verify(s)]  # app-startup: the web migrates
+        steps += [Migrate(s), Verify(s), DeployWeb(s)]
+    else:
+        steps += [Migrate(s), DeployWeb(s), Verify(s)]  # app-startup: the web migrates
+    return steps + ([Resume(s)] if s.maintenance else [])
 
 
 def new_state(
@@ -526,11 +607,13 @@ def deploy(
     timeout: float = 180,
     backup_mode: str = "auto",
     lock_wait: float = 0,
+    maintenance: bool = False,
     dry_run: bool = False,
     progress: Progress = lambda m: None,
 ) -> DeployReport | list[str]:
     """Run (or with ``dry_run`` describe) the deploy; records it in ``.composekit/history.jsonl``."""
     s = new_state(settings, env=env, timeout=timeout, progress=progress, backup_mode=backup_mode)
+    s.maintenance = maintenance
     return execute(s, plan_steps(s, lock_wait), kind="deploy", env=env, dry_run=dry_run)
 
 

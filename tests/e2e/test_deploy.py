@@ -292,3 +292,52 @@ def test_rollback_returns_to_a_kept_web_image_and_leaves_the_database_alone(make
         ("rollback", False),
         ("rollback", False),  # "nope": refused before anything changed, still on record
     ]
+
+
+def test_restore_undo_reports_rows_and_maintenance_keeps_the_web_off(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    assert deploy(app).returncode == 0
+    image = web_image(app)
+    users = int(app.psql("SELECT count(*) FROM users"))
+    # no down section, and a verify check that fails after it committed: undo = restore the backup
+    (app.dir / "migrations" / "0002_audit.sql").write_text(
+        "-- migrate:up\nCREATE TABLE audit (id int);\nSELECT pg_sleep(4);\n"
+    )
+    (app.dir / "verify").mkdir()
+    (app.dir / "verify" / "always_fails.sql").write_text("SELECT false;\n")
+
+    # 1. the old web keeps serving during the window: a write lands, the restore loses it and says so
+    p = start_cli("-C", str(app.dir), "deploy", "--timeout", "60")
+    wait_for_query(app, "pg_sleep(4)", p)
+    app.psql(
+        "INSERT INTO users (email, name) VALUES ('window@example.com', 'Written in the window')"
+    )
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == ExitCode.DEPLOY_UNDONE, err
+    assert f"public.users {users + 1} → {users}" in err and "public.audit 0 → absent" in err
+    assert "restored" in err and "the failed state is in the snapshot" in err
+    assert app.psql("SELECT count(*) FROM users WHERE name = 'Written in the window'") == "0"
+    snapshots = [
+        b
+        for b in json.loads(run_cli("-C", str(app.dir), "backup", "list", "--json").stdout)[
+            "backups"
+        ]
+        if b["label"] == "pre-restore-snapshot"
+    ]
+    assert len(snapshots) == 1  # where that write can be recovered from
+
+    # 2. --maintenance: the web is off for the window, so no write can land; it comes back after
+    p = start_cli("-C", str(app.dir), "deploy", "--timeout", "60", "--maintenance")
+    wait_for_query(app, "pg_sleep(4)", p)
+    with pytest.raises(OSError):
+        app.page()  # nothing listens while the migrations run
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == ExitCode.DEPLOY_UNDONE, err
+    assert "public.users" not in err and "started web again" in err
+    assert web_image(app) == image and "<th>bio</th>" in app.page()
+
+    # and a good --maintenance deploy ends with the new web serving
+    (app.dir / "verify" / "always_fails.sql").unlink()
+    r = deploy(app, "--maintenance")
+    assert r.returncode == 0, r.stderr
+    assert app.psql("SELECT count(*) FROM audit") == "0" and "<th>bio</th>" in app.page()
