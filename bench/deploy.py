@@ -2,7 +2,7 @@
 
 Baseline (what teams copy today, each round with one new pending migration):
     docker compose exec -T db pg_dump -U app app > backup.sql
-    docker compose run --rm migrator
+    docker compose run --rm --build migrator   (the seed omits --build and so migrates one release late)
     docker compose exec -T db psql -U app -d app -c '\\d users'
     docker compose up -d --build web
 composekit deploy does more in the same round: verified backup + manifest, lock, ledger checks,
@@ -74,7 +74,9 @@ def main() -> None:
                 check=True,
                 cwd=app,
             )
-        subprocess.run(dc + ["run", "--rm", "migrator"], check=True, **quiet)  # type: ignore[arg-type]
+        # --build: as the seed writes it, the migrator runs the *previous* image, so the new
+        # migration would only be applied by the next release
+        subprocess.run(dc + ["run", "--rm", "--build", "migrator"], check=True, **quiet)  # type: ignore[arg-type]
         subprocess.run(
             dc + ["exec", "-T", "db", "psql", "-U", "app", "-d", "app", "-c", "\\d users"],
             check=True,
@@ -96,9 +98,12 @@ def main() -> None:
                 t0 = time.perf_counter()
                 fn()
                 bucket.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            ck()
-            noop_t.append(time.perf_counter() - t0)
+                if fn is ck:  # deploy again, nothing to do (after a composekit deploy: the shell's
+                    # migrator build leaves a second image with a different service label in the
+                    # build cache, which a later web build may pick, changing the web's image ID)
+                    t0 = time.perf_counter()
+                    ck()
+                    noop_t.append(time.perf_counter() - t0)
         report(
             f"deploy of one pending migration (migrator layout), {args.rounds} rounds",
             [

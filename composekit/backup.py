@@ -25,6 +25,7 @@ from typing import Any
 from composekit import proc
 from composekit.compose import ComposeProject
 from composekit.errors import ComposekitError, DockerError, UsageError, VerifyError
+from composekit.migrations.ledger import LedgerRow
 from composekit.migrations.source import version_key
 
 Progress = Callable[[str], None]
@@ -229,6 +230,44 @@ class DbTarget:
     def applied(self, database: str | None = None) -> list[str] | None:
         """Every applied ledger version, in order; ``None`` when there is no ledger table."""
         return self._parse_ledger(self.psql(f"SELECT {self._ledger_sql()}", database=database))
+
+    def ledger_rows(self) -> list[LedgerRow] | None:
+        """The whole ledger (missing columns read as empty), or None without a ledger table."""
+        t = self.ledger_table.replace("'", "''")
+        script = (
+            f"SELECT to_regclass('{t}') IS NOT NULL AS ck_has \\gset\n"
+            f"\\if :ck_has\nSELECT coalesce(json_agg(t), '[]') FROM {self.ledger_table} t;\n"
+            "\\else\nSELECT 'null';\n\\endif\n"
+        )
+        argv = [
+            "psql",
+            "-X",
+            "-q",
+            "-tA",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            self.user,
+            "-d",
+            self.database,
+        ]
+        out = self.project.exec(self.service, argv, input=script, timeout=60).stdout.strip()
+        data = json.loads(out or "null")
+        if data is None:
+            return None
+        rows = [
+            LedgerRow(
+                str(d["version"]),
+                d.get("name"),
+                d.get("checksum"),
+                None,
+                None,
+                None,
+                bool(d.get("dirty")),
+            )
+            for d in data
+        ]
+        return sorted(rows, key=lambda r: r.key)
 
     def row_counts(self, database: str | None = None) -> dict[str, int]:
         """Exact row count of every user table (``schema.table``), in one round trip."""

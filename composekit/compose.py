@@ -8,6 +8,7 @@ Every Docker failure leaves here as a :class:`~composekit.errors.ComposekitError
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -161,6 +162,7 @@ class ComposeProject:
                 env_path = None
         self.env_file = env_path
         self.project_name = project_name
+        self._config: dict[str, Any] | None = None
         self.client = DockerClient(
             compose_files=list(self.files),
             compose_project_name=project_name,
@@ -189,19 +191,40 @@ class ComposeProject:
 
     # -- structured calls ---------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
-        """The resolved configuration (validates every file and the env overlay)."""
-        with docker_errors("docker compose config"):
-            data = self.client.compose.config(return_json=True)
-        return dict(data)
+        """The resolved configuration (validates every file and the env overlay); read once per
+        ComposeProject — one composekit command does not expect its compose files to change."""
+        if self._config is None:
+            # every profile: plain `config` hides profiled services (e.g. the migrator)
+            args = self.compose_argv("--profile", "*", "config", "--format", "json")
+            try:
+                r = proc.run(args, timeout=60)
+            except proc.CommandFailed as exc:
+                raise translate("docker compose config", exc.stderr, exc.returncode) from exc
+            self._config = dict(json.loads(r.stdout))
+        return self._config
+
+    def healthcheck(self, service: str) -> list[str] | None:
+        """The argv of ``service``'s healthcheck test as it runs in the container, or None."""
+        hc = self.config().get("services", {}).get(service, {}).get("healthcheck") or {}
+        test = hc.get("test")
+        if hc.get("disable") or not test:
+            return None
+        if isinstance(test, str):
+            return ["/bin/sh", "-c", test]
+        kind, *rest = test
+        if kind == "CMD" and rest:
+            return [str(a) for a in rest]
+        if kind == "CMD-SHELL" and rest:
+            return ["/bin/sh", "-c", str(rest[0])]
+        return None  # NONE
+
+    def replicas(self, service: str) -> int:
+        svc = self.config().get("services", {}).get(service, {})
+        return int((svc.get("deploy") or {}).get("replicas") or svc.get("scale") or 1)
 
     def services(self) -> list[str]:
-        """Every service, including those behind a profile (``config`` alone hides them)."""
-        args = self.compose_argv("--profile", "*", "config", "--services")
-        try:
-            r = proc.run(args, timeout=60)
-        except proc.CommandFailed as exc:
-            raise translate("docker compose config", exc.stderr, exc.returncode) from exc
-        return sorted(ln.strip() for ln in r.stdout.splitlines() if ln.strip())
+        """Every service, including those behind a profile."""
+        return sorted(self.config().get("services", {}))
 
     def require_services(self, *names: str) -> None:
         known = self.services()
@@ -423,12 +446,13 @@ class ComposeProject:
         timeout: float = 600,
         on_line: Callable[[str], None] = lambda line: None,
         env: Mapping[str, str] | None = None,
+        no_deps: bool = False,
     ) -> proc.Completed:
-        """``docker compose run --rm --no-deps`` a one-off container, streaming its output; never raises on
+        """``docker compose run --rm`` a one-off container, streaming its output; never raises on
         the container's own exit code (returned), only on Docker failures."""
-        # --no-deps: callers start the database themselves, and `run` would otherwise recreate a
-        # dependency whose configuration differs (e.g. the same project from another checkout)
-        args = self.compose_argv("run", "--rm", "--no-deps", "-T")
+        # no_deps: for callers that started the dependencies themselves — `run` would otherwise
+        # recreate a dependency whose configuration differs (the same project from another checkout)
+        args = self.compose_argv("run", "--rm", "-T", *(["--no-deps"] if no_deps else []))
         for key in env or {}:
             args += ["-e", key]
         args += [service, *argv]

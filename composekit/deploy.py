@@ -30,6 +30,7 @@ from composekit.errors import (
     UsageError,
     VerifyError,
 )
+from composekit.migrations.runner import compare, drift_error
 from composekit.migrations.source import Source, load_source, version_key
 from composekit.workflow import RunReport, run_steps
 
@@ -50,6 +51,7 @@ class DeployState:
     previous_image: str | None = None
     new_image: str | None = None
     ledger_before: list[str] | None = None
+    ledger_after: list[str] | None = None  # read by the verify step
     backup: Backup | None = None
     lock: ExitStack = field(default_factory=ExitStack)
     maintenance: bool = False
@@ -114,6 +116,9 @@ class StartDatabase:
         return f"make sure {self.s.settings.db_service} is up and healthy"
 
     def run(self) -> str:
+        db = self.s.settings.db_service
+        if self.s.project.health(db) in ("healthy", "running"):
+            return "already up"
         # never recreate a running database: another deploy (from another checkout, whose paths
         # differ) may be using it; changing the db service itself is not a deploy's job
         self.s.project.up(
@@ -147,7 +152,11 @@ class DeployLock:
 
     def run(self) -> str:
         take_deploy_lock(self.s.target, self.s.lock, self.wait, self.s.progress)
-        self.s.ledger_before = self.s.applied()
+        rows = self.s.target.ledger_rows()
+        self.s.ledger_before = [r.version for r in rows] if rows is not None else None
+        _, problems = compare(rows or [], self.s.source)
+        if problems:  # the migrator would refuse them: say so before anything is built or changed
+            raise drift_error(problems, self.s.settings.migrations_path, self.s.target.ledger_table)
         current = self.s.ledger_before[-1] if self.s.ledger_before else "nothing applied"
         return f"ledger at {current}; pending: {', '.join(self.s.pending()) or 'none'}"
 
@@ -203,9 +212,16 @@ class BuildImages:
     def run(self) -> str:
         st = self.s.settings
         self.s.previous_image = self.s.project.image_of(st.web_service)
-        services = [st.web_service] + ([st.migrator_service] if st.layout == "migrator" else [])
-        self.s.project.build(services)
         self.s.image_name = self.s.project.image_name(st.web_service)
+        services = [st.web_service]
+        if st.layout == "migrator" and (
+            self.s.project.image_name(st.migrator_service) != self.s.image_name
+        ):
+            services.append(st.migrator_service)
+        # one build per image name: compose labels each build with its service, so building web
+        # and a migrator sharing its image gives two IDs and the tag goes to whichever ends last
+        # (the web would then be "changed" on every deploy)
+        self.s.project.build(services)
         self.s.new_image = self.s.project.image_id(self.s.image_name)
         prev = short(self.s.previous_image)
         return f"{self.s.image_name} {short(self.s.new_image)} (previous {prev})"
@@ -239,6 +255,7 @@ def revert_database(s: DeployState) -> str:
                 s.migrate_service,
                 ["composekit", "migrate", "down", "--target", target, "--dir", "/app/migrations"],
                 on_line=lambda ln: s.progress(f"  down | {ln}"),
+                no_deps=True,
             )
         finally:
             point_back(s)
@@ -298,7 +315,7 @@ class Migrate:
             self.s.progress(f"  migrator | {line}")
 
         r = self.s.project.run(
-            self.s.settings.migrator_service, timeout=self.s.timeout, on_line=show
+            self.s.settings.migrator_service, timeout=self.s.timeout, on_line=show, no_deps=True
         )
         if r.returncode != 0:
             tail = [ln for ln in lines if ln.strip()][-8:]
@@ -369,19 +386,52 @@ def short(image_id: str | None) -> str:
 
 
 def start_web(s: DeployState, force_recreate: bool = False) -> None:
-    """``up -d --no-build --no-deps --wait`` the web with whatever its image name points at, then
-    the HTTP health gate (when ``health_url`` is set)."""
+    """``up -d --no-build --no-deps`` the web with whatever its image name points at, wait until it
+    is healthy, then the HTTP health gate (when ``health_url`` is set).
+
+    Docker runs a healthcheck first one ``interval`` after the start (2 s in our templates, often
+    30 s elsewhere). A single web container with a healthcheck is instead checked by running that
+    same test command in it ourselves, every 0.2 s, so the deploy goes on the moment it passes."""
     st = s.settings
+    test = s.project.healthcheck(st.web_service)
+    fast = test is not None and s.project.replicas(st.web_service) == 1
     s.project.up(
         [st.web_service],
         no_build=True,
         no_deps=True,  # the database is up already and must not be recreated
         force_recreate=force_recreate,
-        wait=True,
+        wait=not fast,
         wait_timeout=int(s.timeout),
     )
+    if fast:
+        assert test is not None
+        _wait_healthcheck(s, st.web_service, test)
     if st.health_url:
         _health_gate(st.health_url, s.timeout, s.progress)
+
+
+def _wait_healthcheck(s: DeployState, service: str, test: list[str]) -> None:
+    deadline = time.monotonic() + s.timeout
+    last = ""
+    while time.monotonic() < deadline:
+        r = s.project.exec(service, test, check=False, timeout=30)
+        if r.returncode == 0:
+            return
+        last = ((r.stderr or r.stdout).strip().splitlines() or [f"exit {r.returncode}"])[-1]
+        state = next(iter(s.project.ps([service])), None)
+        if state is None or state.state in ("exited", "dead", "restarting"):
+            where = f"exited with code {state.exit_code}" if state else "is gone"
+            tail = s.project.logs(service, tail=8).strip().splitlines()
+            raise DockerError(
+                f"{service} {where} right after it started: {(tail or ['no output'])[-1]}",
+                hint=f"see `docker compose logs {service}`",
+                details=tail,
+            )
+        time.sleep(0.2)
+    raise DockerError(
+        f"{service} did not pass its healthcheck within {s.timeout:g}s (last: {last})",
+        hint=f"see `docker compose logs {service}`",
+    )
 
 
 def point_back(s: DeployState) -> bool:
@@ -431,6 +481,39 @@ def keep_image(s: DeployState, image_id: str) -> str:
         else:
             seen.add(old_id)
     return tag
+
+
+class Together:
+    """Two independent steps at once (the image build and the backup: one keeps Docker busy, the
+    other the database). Fails if either fails, after both have ended; its undo undoes both."""
+
+    def __init__(self, *steps: Any) -> None:
+        self.steps = steps
+        self.name = "+".join(st.name for st in steps)
+        self.changes_nothing = all(getattr(st, "changes_nothing", False) for st in steps)
+
+    def describe(self) -> str:
+        return "; ".join(f"{st.name}: {st.describe()}" for st in self.steps)
+
+    def run(self) -> str:
+        from concurrent.futures import ThreadPoolExecutor, wait
+
+        with ThreadPoolExecutor(len(self.steps)) as pool:
+            futures = [pool.submit(st.run) for st in self.steps]
+            try:
+                wait(futures)
+            except KeyboardInterrupt:
+                wait(futures)  # let both end (they are bounded) before anything is undone
+                raise
+        for f in futures:
+            f.result()  # the first failure, in step order
+        return "; ".join(
+            f"{st.name}: {f.result()}" for st, f in zip(self.steps, futures, strict=True)
+        )
+
+    def undo(self) -> str:
+        done = [st.undo() for st in reversed(self.steps)]
+        return "; ".join(d for d in done if d)
 
 
 class Maintenance:
@@ -495,7 +578,8 @@ class Verify:
         return "no pending migrations, no drift; verify/*.sql checks"
 
     def run(self) -> str:
-        applied = {version_key(v) for v in (self.s.applied() or [])}
+        self.s.ledger_after = self.s.applied()
+        applied = {version_key(v) for v in (self.s.ledger_after or [])}
         missing = [m.version for m in self.s.source.migrations if m.key not in applied]
         if missing:
             raise VerifyError(
@@ -560,10 +644,11 @@ class DeployReport:
 
 
 def plan_steps(s: DeployState, lock_wait: float) -> list[Any]:
-    steps: list[Any] = [Preflight(s), StartDatabase(s), DeployLock(s, lock_wait), BuildImages(s)]
-    if s.maintenance:
-        steps.append(Maintenance(s))
-    steps.append(TakeBackup(s))
+    steps: list[Any] = [Preflight(s), StartDatabase(s), DeployLock(s, lock_wait)]
+    if s.maintenance:  # nothing may write between the web stopping and the backup
+        steps += [BuildImages(s), Maintenance(s), TakeBackup(s)]
+    else:
+        steps.append(Together(BuildImages(s), TakeBackup(s)))
     if s.settings.layout == "migrator":
         steps += [Migrate(s), Verify(s), DeployWeb(s)]
     else:
@@ -632,10 +717,12 @@ def execute(
         error = exc
     finally:
         s.lock.close()
-    try:
-        after = s.applied()
-    except ComposekitError:
-        after = None
+    after = s.ledger_after
+    if error is not None or after is None:
+        try:
+            after = s.applied()
+        except ComposekitError:
+            after = None
     report = DeployReport(
         id=uuid.uuid4().hex[:12],
         kind=kind,

@@ -4,6 +4,7 @@
 2. `composekit deploy`: backup, build, migrate (one-off migrator), verify, health-gated web
 3. `composekit migrate new`, then deploy again: the new column is on the page
 4. a release whose second migration is broken: deploy exits 7, everything undone, old web serving
+5. `composekit rollback`: the web back one release and forward again, database untouched
 5. `composekit history`, `composekit backup list`; take the project down (unless --keep)
 """
 
@@ -90,6 +91,12 @@ def main() -> int:
         after = page(port)
         assert "<td>London</td>" in after, "the previous release must still be serving"
         print("  the previous release still serves the page, and the database is back at 0002")
+        step("the web alone back one release, database untouched: composekit rollback")
+        ck("rollback", "--list", cwd=app)
+        ck("rollback", cwd=app)
+        step("and forward again (the image rollback replaced was kept too)")
+        ck("rollback", cwd=app)
+        assert "<td>London</td>" in page(port)
         step("history and backups")
         ck("history", cwd=app)
         ck("backup", "list", cwd=app)
@@ -99,10 +106,16 @@ def main() -> int:
         else:
             step("taking the project down (docker compose down -v)")
             project.down(volumes=True)
-            subprocess.run(
-                ["docker", "image", "rm", "-f", f"{name}-app:latest"], capture_output=True
-            )
-    print("\n== demo finished: scaffolded, deployed twice, a broken deploy undone, history shown")
+            refs = subprocess.run(  # :latest and the images kept for rollback
+                ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", f"{name}-app"],
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            subprocess.run(["docker", "image", "rm", "-f", *refs], capture_output=True)
+    print(
+        "\n== demo finished: scaffolded, deployed twice, a broken deploy undone, "
+        "rolled back and forward, history shown"
+    )
     return 0
 
 

@@ -215,42 +215,7 @@ class Migrator:
         src = self.source
         exists = self.ledger.columns(conn) is not None
         rows = self.ledger.rows(conn) if exists else []
-        files = {m.key: m for m in src.migrations}
-        applied_keys = {r.key for r in rows}
-        problems: list[Problem] = []
-        for r in rows:
-            m = files.get(r.key)
-            if r.dirty:
-                problems.append(
-                    Problem(
-                        "dirty",
-                        r.version,
-                        f"{m.path.name if m else r.version} was interrupted or failed part-way (non-transactional)",
-                    )
-                )
-            if m is None:
-                problems.append(
-                    Problem(
-                        "missing",
-                        r.version,
-                        f"applied {r.name or ''} but no file in {src.directory}",
-                    )
-                )
-            elif r.checksum and r.checksum != m.checksum and not r.dirty:
-                problems.append(
-                    Problem("edited", r.version, f"{m.path.name} changed after it was applied")
-                )
-        pending = [m for m in src.migrations if m.key not in applied_keys]
-        top = max(applied_keys) if applied_keys else None
-        for m in pending:
-            if top is not None and m.key < top:
-                problems.append(
-                    Problem(
-                        "out-of-order",
-                        m.version,
-                        f"{m.path.name} is pending but older than applied {rows[-1].version}",
-                    )
-                )
+        pending, problems = compare(rows, src)
         return Status(rows, pending, problems, exists, src.format, src.ignored)
 
     def status(self) -> Status:
@@ -266,13 +231,7 @@ class Migrator:
         """Raise :class:`VerifyError` (exit 6) on edited, missing, out-of-order or dirty migrations."""
         st = self.status()
         if st.problems:
-            first = st.problems[0]
-            raise VerifyError(
-                f"{len(st.problems)} problem(s) between {self.directory} and {self.ledger.table}: "
-                f"{first.kind} {first.version}: {first.detail}",
-                hint=_problem_hint(first.kind),
-                details=[f"{p.kind} {p.version}: {p.detail}" for p in st.problems[1:]],
-            )
+            raise drift_error(st.problems, self.directory, self.ledger.table)
         return st
 
     # -- planning -------------------------------------------------------------------------------
@@ -731,6 +690,56 @@ def _invalid_indexes(work: Any, sql_text: str | None) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in rows]
     words = set(re.findall(r"[\w$]+", sql_text.lower()))
     return [(r[0], r[1]) for r in rows if r[1].lower() in words]
+
+
+def compare(rows: list[LedgerRow], src: Source) -> tuple[list[Migration], list[Problem]]:
+    """Pending migrations, and the problems between the ledger rows and the files: dirty, missing,
+    edited (checksum), out-of-order."""
+    files = {m.key: m for m in src.migrations}
+    applied_keys = {r.key for r in rows}
+    problems: list[Problem] = []
+    for r in rows:
+        m = files.get(r.key)
+        if r.dirty:
+            problems.append(
+                Problem(
+                    "dirty",
+                    r.version,
+                    f"{m.path.name if m else r.version} was interrupted or failed part-way (non-transactional)",
+                )
+            )
+        if m is None:
+            problems.append(
+                Problem(
+                    "missing", r.version, f"applied {r.name or ''} but no file in {src.directory}"
+                )
+            )
+        elif r.checksum and r.checksum != m.checksum and not r.dirty:
+            problems.append(
+                Problem("edited", r.version, f"{m.path.name} changed after it was applied")
+            )
+    pending = [m for m in src.migrations if m.key not in applied_keys]
+    top = max(applied_keys) if applied_keys else None
+    for m in pending:
+        if top is not None and m.key < top:
+            problems.append(
+                Problem(
+                    "out-of-order",
+                    m.version,
+                    f"{m.path.name} is pending but older than applied {rows[-1].version}",
+                )
+            )
+    return pending, problems
+
+
+def drift_error(problems: list[Problem], directory: Path, table: str) -> VerifyError:
+    first = problems[0]
+    return VerifyError(
+        f"{len(problems)} problem(s) between {directory} and {table}: "
+        f"{first.kind} {first.version}: {first.detail}",
+        hint=_problem_hint(first.kind),
+        details=[f"{p.kind} {p.version}: {p.detail}" for p in problems[1:]],
+    )
 
 
 def _problem_hint(kind: str) -> str:

@@ -55,7 +55,7 @@ def migration(app: App, name: str, up: str, down: str) -> None:
 def test_migrator_deploys_and_undoes_every_kind_of_failure(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app("migrator")
     plan = deploy(app, "--dry-run")
-    assert plan.returncode == 0 and "6. migrate: docker compose run --rm migrator" in plan.stdout
+    assert plan.returncode == 0 and "5. migrate: docker compose run --rm migrator" in plan.stdout
     assert app.project.ps() == []  # a dry run changes nothing
 
     r = deploy(app)
@@ -63,12 +63,16 @@ def test_migrator_deploys_and_undoes_every_kind_of_failure(make_app) -> None:  #
     assert (
         "<th>bio</th>" in app.page() and app.psql("SELECT version FROM schema_migrations") == "0001"
     )
-    st = json.loads(run_cli("-C", str(app.dir), "status", "--json").stdout)
+    # deploy ran the web's healthcheck itself; Docker's own status catches up at its next interval
+    deadline = time.monotonic() + 20
+    while True:
+        st = json.loads(run_cli("-C", str(app.dir), "status", "--json").stdout)
+        health = {s["service"]: s["health"] for s in st["services"]}
+        if health["web"] != "starting" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert health == {"db": "healthy", "web": "healthy"}
     assert (st["ledger_version"], st["pending"], st["last_deploy"]["ok"]) == ("0001", [], True)
-    assert {s["service"]: s["health"] for s in st["services"]} == {
-        "db": "healthy",
-        "web": "healthy",
-    }
     assert st["last_backup"]["label"] == "pre-deploy"
     app.psql(
         "INSERT INTO users (email, name) VALUES ('new@example.com', 'Written between deploys')"
@@ -183,6 +187,16 @@ def test_the_deploy_lock_dies_with_its_holder(make_app) -> None:  # type: ignore
     holder.kill()  # SIGKILL: no cleanup code runs; PostgreSQL ends the session and its lock
     holder.wait()
     assert deploy(app, "--lock-wait", "20").returncode == 0
+
+    # an applied migration edited afterwards: refused before anything is built or backed up
+    applied = app.dir / "migrations" / "0001_add_profile.sql"
+    applied.write_text(applied.read_text().replace("bio", "biography"))
+    backups = sorted((app.dir / "backups").iterdir())
+    r = deploy(app)
+    assert r.returncode == ExitCode.VERIFY, r.stderr
+    assert "edited 0001: 0001_add_profile.sql changed after it was applied" in r.stderr
+    assert "git checkout" in r.stderr and "Traceback" not in r.stderr
+    assert sorted((app.dir / "backups").iterdir()) == backups
 
 
 HOLD_DEPLOY_LOCK = """
