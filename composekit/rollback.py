@@ -125,7 +125,12 @@ def rollback(
     """Run (or describe) a rollback of the web to a kept image, under the deploy lock; recorded in
     the history like a deploy."""
     s = new_state(settings, env=env, timeout=timeout, progress=progress)
-    steps = [Preflight(s), StartDatabase(s), DeployLock(s, lock_wait), RollbackWeb(s, to)]
+    steps = [
+        Preflight(s),
+        StartDatabase(s),
+        DeployLock(s, lock_wait, check_ledger=False),
+        RollbackWeb(s, to),
+    ]
     return execute(s, steps, kind="rollback", env=env, dry_run=dry_run)
 
 

@@ -1,0 +1,80 @@
+"""Pure parts of deploy/rollback: image names, row-count reports, steps run together."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from composekit.backup import RowChange, row_changes
+from composekit.deploy import Together, split_image_name
+from composekit.errors import ComposekitError, DeployFailed
+from composekit.workflow import run_steps
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("shop-app", ("shop-app", "latest")),
+        ("shop-app:1.2", ("shop-app", "1.2")),
+        ("registry:5000/team/app", ("registry:5000/team/app", "latest")),
+        ("registry:5000/team/app:v3", ("registry:5000/team/app", "v3")),
+    ],
+)
+def test_split_image_name(name: str, expected: tuple[str, str]) -> None:
+    assert split_image_name(name) == expected
+
+
+def test_row_changes_lists_only_tables_that_differ() -> None:
+    replaced = {"public.users": 4, "public.audit": 0, "public.same": 7}
+    restored = {"public.users": 3, "public.same": 7, "public.gone_later": 2}
+    changes = row_changes(replaced, restored)
+    assert changes == [
+        RowChange("public.audit", 0, None),
+        RowChange("public.gone_later", None, 2),
+        RowChange("public.users", 4, 3),
+    ]
+    assert [str(c) for c in changes] == [
+        "public.audit 0 → absent",
+        "public.gone_later absent → 2",
+        "public.users 4 → 3",
+    ]
+
+
+class Meeting:
+    """A step that only finishes if its partner runs at the same time."""
+
+    def __init__(self, name: str, barrier: threading.Barrier, fail: bool = False) -> None:
+        self.name = name
+        self.barrier = barrier
+        self.fail = fail
+        self.undone = False
+
+    def describe(self) -> str:
+        return self.name
+
+    def run(self) -> str:
+        self.barrier.wait(timeout=5)  # BrokenBarrierError if the two ran one after the other
+        if self.fail:
+            raise ComposekitError(f"{self.name} broke")
+        return f"{self.name} done"
+
+    def undo(self) -> str:
+        self.undone = True
+        return f"{self.name} undone"
+
+
+def test_together_runs_both_at_once_and_reports_both() -> None:
+    barrier = threading.Barrier(2)
+    step = Together(Meeting("build", barrier), Meeting("backup", barrier))
+    assert step.name == "build+backup"
+    assert step.run() == "build: build done; backup: backup done"
+
+
+def test_together_fails_after_both_ended_and_undoes_both() -> None:
+    barrier = threading.Barrier(2)
+    build, backup = Meeting("build", barrier), Meeting("backup", barrier, fail=True)
+    with pytest.raises(DeployFailed) as exc:
+        run_steps([Together(build, backup)], lambda m: None, what="rollback")
+    assert exc.value.message.startswith("rollback failed at build+backup: backup broke")
+    assert build.undone and backup.undone
