@@ -736,9 +736,11 @@ def status_cmd(as_json: JsonOpt = False) -> None:
         f"last backup: {b['path'] + ' (ledger ' + str(b['ledger_version']) + ')' if b else 'none'}"
     )
     d = st.last_deploy
-    render.line(
-        f"last deploy: {(d['started'][:19] + (' ok' if d['ok'] else ' FAILED: ' + d['error'])) if d else 'none'}"
-    )
+    if d is None:
+        render.line("last deploy: none")
+    else:
+        result = "ok" if d["ok"] else "FAILED: " + d["error"]
+        render.line(f"last {d['kind']}: {d['started'][:19]} {result}")
     for p in st.problems:
         render.line(f"problem: {p}")
 

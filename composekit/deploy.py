@@ -94,6 +94,14 @@ class Preflight:
         )
         self.s.project.config()
         self.s.project.require_services(*services)
+        if st.layout == "init-scripts" and self.s.source.migrations:
+            raise ConfigError(
+                f"{len(self.s.source.migrations)} migration file(s) in {st.migrations_dir}, but the "
+                "init-scripts layout never runs migrations",
+                hint='switch to the migrator layout (layout = "migrator" in composekit.toml and a '
+                "migrator service, as `composekit init --layout migrator` writes it); "
+                "`composekit migrate baseline` adopts the existing schema",
+            )
         free = shutil.disk_usage(st.project_dir).free
         if free < 1024**3:
             raise ConfigError(
@@ -487,6 +495,60 @@ def keep_image(s: DeployState, image_id: str) -> str:
     return tag
 
 
+class InitScripts:
+    """init-scripts layout: the scripts ran once, when the volume was empty, and never run again.
+    Their checksums are recorded per database (``pg_control_system().system_identifier``) in
+    ``.composekit/init-scripts.json`` on the first deploy; a later change refuses the deploy, since
+    it would silently never reach this database."""
+
+    name = "init-scripts"
+    changes_nothing = True
+
+    def __init__(self, s: DeployState) -> None:
+        self.s = s
+        self.dir = s.settings.project_dir / "init-scripts"
+        self.record = s.settings.project_dir / ".composekit" / "init-scripts.json"
+
+    def describe(self) -> str:
+        return (
+            "no migrations: init-scripts/ ran when the volume was created; check they are unchanged"
+        )
+
+    def run(self) -> str:
+        import hashlib
+
+        scripts = sorted(p for p in self.dir.glob("*") if p.is_file()) if self.dir.is_dir() else []
+        now = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in scripts}
+        db = self.s.target.psql("SELECT system_identifier FROM pg_control_system()")
+        recorded = json.loads(self.record.read_text()) if self.record.is_file() else {}
+        if db not in recorded:
+            recorded[db] = now
+            self.record.parent.mkdir(parents=True, exist_ok=True)
+            self.record.write_text(json.dumps(recorded, indent=2) + "\n")
+            return (
+                f"recorded {len(now)} init script(s) for this database; they never run again "
+                "on it (later schema changes need migrations)"
+            )
+        before = recorded[db]
+        changed = sorted(
+            [f"{n} (changed)" for n in now if n in before and now[n] != before[n]]
+            + [f"{n} (new)" for n in now if n not in before]
+            + [f"{n} (removed)" for n in before if n not in now]
+        )
+        if changed:
+            raise VerifyError(
+                f"init-scripts changed since this database was initialised: {', '.join(changed)}; "
+                "they never run again on an existing volume, so the change would never reach it",
+                hint="undo the change and make it a migration (migrator layout; `composekit migrate "
+                "baseline` adopts the schema), or start from an empty volume with "
+                "`docker compose down -v` (deletes every row)",
+            )
+        return f"{len(now)} init script(s) unchanged since this database was initialised"
+
+    def undo(self) -> str:
+        return ""
+
+
 class Together:
     """Two independent steps at once (the image build and the backup: one keeps Docker busy, the
     other the database). Fails if either fails, after both have ended; its undo undoes both."""
@@ -649,14 +711,18 @@ class DeployReport:
 
 def plan_steps(s: DeployState, lock_wait: float) -> list[Any]:
     steps: list[Any] = [Preflight(s), StartDatabase(s), DeployLock(s, lock_wait)]
+    if s.settings.layout == "init-scripts":
+        steps.append(InitScripts(s))
     if s.maintenance:  # nothing may write between the web stopping and the backup
         steps += [BuildImages(s), Maintenance(s), TakeBackup(s)]
     else:
         steps.append(Together(BuildImages(s), TakeBackup(s)))
     if s.settings.layout == "migrator":
         steps += [Migrate(s), Verify(s), DeployWeb(s)]
+    elif s.settings.layout == "app-startup":
+        steps += [Migrate(s), DeployWeb(s), Verify(s)]  # the web migrates as it starts
     else:
-        steps += [Migrate(s), DeployWeb(s), Verify(s)]  # app-startup: the web migrates
+        steps += [Verify(s), DeployWeb(s)]  # init-scripts: nothing to migrate
     return steps + ([Resume(s)] if s.maintenance else [])
 
 
@@ -669,10 +735,10 @@ def new_state(
     backup_mode: str = "auto",
 ) -> DeployState:
     """What every step of a deploy (or rollback) shares; checks the layout and ``--env``."""
-    if settings.layout not in ("migrator", "app-startup"):
+    if settings.layout not in ("migrator", "app-startup", "init-scripts"):
         raise UsageError(
-            f"deploy does not support the {settings.layout} layout yet",
-            hint="init-scripts run only on an empty volume; use `docker compose up -d --build --wait`",
+            f"unknown layout {settings.layout!r} in composekit.toml",
+            hint="use migrator, app-startup or init-scripts",
         )
     overlay = OVERLAYS.get(env) if env else None
     if env and overlay is None:

@@ -58,7 +58,8 @@ def project_status(settings: Any) -> ProjectStatus:
         ledger_version=ledger,
         pending=pending,
         last_backup=backups[0].to_dict() if backups else None,
-        last_deploy={k: last[k] for k in ("started", "ok", "error", "ledger_after")}
+        last_deploy={"kind": last.get("kind", "deploy")}
+        | {k: last[k] for k in ("started", "ok", "error", "ledger_after")}
         if last
         else None,
         problems=problems,

@@ -355,3 +355,37 @@ def test_restore_undo_reports_rows_and_maintenance_keeps_the_web_off(make_app) -
     r = deploy(app, "--maintenance")
     assert r.returncode == 0, r.stderr
     assert app.psql("SELECT count(*) FROM audit") == "0" and "<th>bio</th>" in app.page()
+
+
+def test_init_scripts_deploy_ships_the_web_and_refuses_changed_scripts(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("init-scripts")
+    r = deploy(app)
+    assert r.returncode == 0, r.stderr
+    assert "recorded 2 init script(s) for this database" in r.stderr
+    assert "<th>bio</th>" in app.page()  # created by init-scripts/002 on the empty volume
+
+    release(app, 2)  # a code-only release deploys as usual
+    r = deploy(app)
+    assert r.returncode == 0 and "2 init script(s) unchanged" in r.stderr, r.stderr
+    assert "<h1>Users r2</h1>" in app.page()
+    image = web_image(app)
+
+    # a schema change written into an init script would silently never reach this database
+    (app.dir / "init-scripts" / "003_city.sql").write_text(
+        "ALTER TABLE users ADD COLUMN city text;\n"
+    )
+    release(app, 3)
+    r = deploy(app)
+    assert r.returncode == ExitCode.VERIFY, r.stderr
+    assert (
+        "init-scripts changed since this database was initialised: 003_city.sql (new)" in r.stderr
+    )
+    assert "make it a migration" in r.stderr and "Traceback" not in r.stderr
+    assert web_image(app) == image and "<h1>Users r2</h1>" in app.page()  # nothing changed
+
+    (app.dir / "init-scripts" / "003_city.sql").unlink()
+    (app.dir / "migrations" / "0001_city.sql").write_text(
+        "-- migrate:up\nALTER TABLE users ADD COLUMN city text;\n"
+    )
+    r = deploy(app)
+    assert r.returncode == ExitCode.CONFIG and "never runs migrations" in r.stderr, r.stderr
