@@ -174,8 +174,15 @@ class DbTarget:
             settings.ledger_table,
         )
 
-    def psql(self, *sql: str, database: str | None = None, timeout: float = 120) -> str:
-        """Run one or more commands in one psql process (each ``-c`` commits on its own)."""
+    def psql(
+        self,
+        *sql: str,
+        database: str | None = None,
+        timeout: float = 120,
+        script: str | None = None,
+    ) -> str:
+        """Run one or more commands in one psql process (each ``-c`` commits on its own), or a
+        ``script`` (which may use psql's own ``\\gset`` / ``\\if``) read from stdin."""
         argv = [
             "psql",
             "-X",
@@ -190,7 +197,7 @@ class DbTarget:
         ]
         for command in sql:
             argv += ["-c", command]
-        return self.project.exec(self.service, argv, timeout=timeout).stdout.strip()
+        return self.project.exec(self.service, argv, timeout=timeout, input=script).stdout.strip()
 
     def session(self, application_name: str, database: str = "postgres") -> PsqlSession:
         """A psql session kept open (e.g. to hold an advisory lock for as long as it lives)."""
@@ -239,19 +246,7 @@ class DbTarget:
             f"\\if :ck_has\nSELECT coalesce(json_agg(t), '[]') FROM {self.ledger_table} t;\n"
             "\\else\nSELECT 'null';\n\\endif\n"
         )
-        argv = [
-            "psql",
-            "-X",
-            "-q",
-            "-tA",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-U",
-            self.user,
-            "-d",
-            self.database,
-        ]
-        out = self.project.exec(self.service, argv, input=script, timeout=60).stdout.strip()
+        out = self.psql(script=script, timeout=60)
         data = json.loads(out or "null")
         if data is None:
             return None

@@ -8,6 +8,7 @@ adds the traceback; Ctrl-C exits 130.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -646,15 +647,22 @@ def deploy(
         dry_run=dry_run,
         progress=render.progress,
     )
+    _show_workflow(
+        result,
+        as_json,
+        lambda r: f"deployed: ledger {(r.ledger_after or ['-'])[-1]}, {len(r.steps)} steps ok",
+    )
+
+
+def _show_workflow(result: Any, as_json: bool, summary: Callable[[Any], str]) -> None:
+    """A deploy's or rollback's result: the plan (``--dry-run``), JSON, or a one-line summary."""
     if as_json:
-        render.emit_json({"plan": result} if dry_run else result)
+        render.emit_json({"plan": result} if isinstance(result, list) else result)
     elif isinstance(result, list):
         for line in result:
             render.line(line)
     else:
-        render.line(
-            f"deployed: ledger {(result.ledger_after or ['-'])[-1]}, {len(result.steps)} steps ok"
-        )
+        render.line(summary(result))
 
 
 @app.command(
@@ -706,13 +714,7 @@ def rollback(
         dry_run=dry_run,
         progress=render.progress,
     )
-    if as_json:
-        render.emit_json({"plan": result} if dry_run else result)
-    elif isinstance(result, list):
-        for line in result:
-            render.line(line)
-    else:
-        render.line(f"rolled back: {result.steps[-1]['detail']}")
+    _show_workflow(result, as_json, lambda r: f"rolled back: {r.steps[-1]['detail']}")
 
 
 @app.command("status")

@@ -77,12 +77,22 @@ class DeployState:
 # -- steps ------------------------------------------------------------------------------------------
 
 
-class Preflight:
-    name = "preflight"
-    changes_nothing = True
+class StateStep:
+    """What the deploy steps share: the :class:`DeployState`, and an undo that has nothing to do
+    (steps that change something override it)."""
+
+    name = ""
 
     def __init__(self, s: DeployState) -> None:
         self.s = s
+
+    def undo(self) -> str:
+        return ""
+
+
+class Preflight(StateStep):
+    name = "preflight"
+    changes_nothing = True
 
     def describe(self) -> str:
         return "compose files, services, migrations, disk"
@@ -109,16 +119,10 @@ class Preflight:
             )
         return f"{len(self.s.source.migrations)} migration file(s), layout {st.layout}"
 
-    def undo(self) -> str:
-        return ""
 
-
-class StartDatabase:
+class StartDatabase(StateStep):
     name = "database"
     changes_nothing = True
-
-    def __init__(self, s: DeployState) -> None:
-        self.s = s
 
     def describe(self) -> str:
         return f"make sure {self.s.settings.db_service} is up and healthy"
@@ -137,11 +141,8 @@ class StartDatabase:
         )
         return ""
 
-    def undo(self) -> str:
-        return ""  # the database keeps running
 
-
-class DeployLock:
+class DeployLock(StateStep):
     """One deploy per database at a time, whichever machine it runs from: an advisory lock held by
     a psql session in the ``postgres`` database (a restore of the app database cannot end it).
     PostgreSQL releases it when the session ends — when we close it, or when this process dies."""
@@ -150,7 +151,7 @@ class DeployLock:
     changes_nothing = True
 
     def __init__(self, s: DeployState, wait: float, check_ledger: bool = True) -> None:
-        self.s = s
+        super().__init__(s)
         self.wait = wait
         self.check_ledger = check_ledger  # a rollback touches no migration: it only reads it
 
@@ -172,9 +173,6 @@ class DeployLock:
         current = self.s.ledger_before[-1] if self.s.ledger_before else "nothing applied"
         return f"ledger at {current}; pending: {', '.join(self.s.pending()) or 'none'}"
 
-    def undo(self) -> str:
-        return ""  # released by deploy() in every case
-
 
 def take_deploy_lock(target: DbTarget, stack: ExitStack, wait: float, progress: Progress) -> None:
     """Hold the deploy lock until ``stack`` closes; names the holder if another deploy has it."""
@@ -185,11 +183,8 @@ def take_deploy_lock(target: DbTarget, stack: ExitStack, wait: float, progress: 
     stack.enter_context(advisory_lock(session, key, wait, "deploy", progress, app_name))
 
 
-class TakeBackup:
+class TakeBackup(StateStep):
     name = "backup"
-
-    def __init__(self, s: DeployState) -> None:
-        self.s = s
 
     def describe(self) -> str:
         return {"always": "back up the database", "never": "skipped (--no-backup)"}.get(
@@ -212,11 +207,8 @@ class TakeBackup:
         return f"kept {self.s.backup.path}" if self.s.backup else ""
 
 
-class BuildImages:
+class BuildImages(StateStep):
     name = "build"
-
-    def __init__(self, s: DeployState) -> None:
-        self.s = s
 
     def describe(self) -> str:
         return f"remember the running {self.s.settings.web_service} image, build the new one"
@@ -304,11 +296,8 @@ def revert_database(s: DeployState) -> str:
     return f"restored {s.backup.path.name}; {differ}; the failed state is in the snapshot {snap}"
 
 
-class Migrate:
+class Migrate(StateStep):
     name = "migrate"
-
-    def __init__(self, s: DeployState) -> None:
-        self.s = s
 
     def describe(self) -> str:
         if self.s.settings.layout == "migrator":
@@ -354,11 +343,8 @@ class Migrate:
         )
 
 
-class DeployWeb:
+class DeployWeb(StateStep):
     name = "web"
-
-    def __init__(self, s: DeployState) -> None:
-        self.s = s
 
     def describe(self) -> str:
         return f"up -d --wait {self.s.settings.web_service} with the new image, then health checks"
@@ -495,7 +481,7 @@ def keep_image(s: DeployState, image_id: str) -> str:
     return tag
 
 
-class InitScripts:
+class InitScripts(StateStep):
     """init-scripts layout: the scripts ran once, when the volume was empty, and never run again.
     Their checksums are recorded per database (``pg_control_system().system_identifier``) in
     ``.composekit/init-scripts.json`` on the first deploy; a later change refuses the deploy, since
@@ -505,7 +491,7 @@ class InitScripts:
     changes_nothing = True
 
     def __init__(self, s: DeployState) -> None:
-        self.s = s
+        super().__init__(s)
         self.dir = s.settings.project_dir / "init-scripts"
         self.record = s.settings.project_dir / ".composekit" / "init-scripts.json"
 
@@ -545,9 +531,6 @@ class InitScripts:
             )
         return f"{len(now)} init script(s) unchanged since this database was initialised"
 
-    def undo(self) -> str:
-        return ""
-
 
 class Together:
     """Two independent steps at once (the image build and the backup: one keeps Docker busy, the
@@ -582,14 +565,14 @@ class Together:
         return "; ".join(d for d in done if d)
 
 
-class Maintenance:
+class Maintenance(StateStep):
     """``--maintenance``: stop the web (or ``[deploy] maintenance``) from before the backup until
     the new version is up, for migrations the old web cannot live with; a restore loses nothing."""
 
     name = "maintenance"
 
     def __init__(self, s: DeployState) -> None:
-        self.s = s
+        super().__init__(s)
         self.services = list(s.settings.maintenance_services) or [s.settings.web_service]
 
     def describe(self) -> str:
@@ -612,11 +595,8 @@ class Maintenance:
         return f"started {', '.join(self.s.stopped)} again"
 
 
-class Resume:
+class Resume(StateStep):
     name = "resume"
-
-    def __init__(self, s: DeployState) -> None:
-        self.s = s
 
     def describe(self) -> str:
         return "start the other services --maintenance stopped"
@@ -630,15 +610,9 @@ class Resume:
         )
         return f"started {', '.join(others)}"
 
-    def undo(self) -> str:
-        return ""
 
-
-class Verify:
+class Verify(StateStep):
     name = "verify"
-
-    def __init__(self, s: DeployState) -> None:
-        self.s = s
 
     def describe(self) -> str:
         return "no pending migrations, no drift; verify/*.sql checks"
@@ -661,9 +635,6 @@ class Verify:
                     hint="a verify check must return no rows, or a single true",
                 )
         return f"{len(applied)} applied, {len(checks)} check(s) passed"
-
-    def undo(self) -> str:
-        return ""
 
 
 def _health_gate(url: str, timeout: float, progress: Progress, in_a_row: int = 3) -> None:

@@ -20,6 +20,7 @@ from composekit.deploy import (
     Preflight,
     Progress,
     StartDatabase,
+    StateStep,
     execute,
     keep_image,
     new_state,
@@ -72,11 +73,11 @@ def choose(kept: list[KeptImage], to: str | None) -> KeptImage:
     raise UsageError(f"no kept web image matches {to!r}", hint="see `composekit rollback --list`")
 
 
-class RollbackWeb:
+class RollbackWeb(StateStep):
     name = "web"
 
     def __init__(self, s: DeployState, to: str | None) -> None:
-        self.s = s
+        super().__init__(s)
         self.to = to
         self.target: KeptImage | None = None
         self.changes_nothing = True  # until the image name is re-pointed (see workflow.run_steps)

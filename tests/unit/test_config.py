@@ -66,3 +66,18 @@ def test_missing_database_url_has_a_fix(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load_settings(tmp_path, env={}).require_database_url()
     assert "DATABASE_URL" in e.value.hint
+
+
+def test_deploy_sections(tmp_path: Path) -> None:
+    (tmp_path / "composekit.toml").write_text(
+        '[web]\nhealth_url = "http://127.0.0.1:8000/healthz"\nkeep_images = 5\n'
+        '[deploy]\nmaintenance = ["web", "worker"]\n[backups]\nkeep = 4\n'
+    )
+    s = load_settings(tmp_path, env={})
+    assert (s.health_url, s.keep_images, s.maintenance_services, s.keep_backups) == (
+        "http://127.0.0.1:8000/healthz",
+        5,
+        ("web", "worker"),
+        4,
+    )
+    assert load_settings(tmp_path, env={"COMPOSEKIT_KEEP_IMAGES": "1"}).keep_images == 1
