@@ -566,11 +566,15 @@ def restore(
         bool,
         typer.Option("--no-snapshot", help="Skip the safety snapshot of the current database."),
     ] = False,
+    lock_wait: LockWaitOpt = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Restore a backup: verify it, snapshot the current database, restore into a scratch database,
-    then swap it in (the services using the database are stopped for the swap)."""
+    """Restore a backup: verify it, restore into a scratch database, stop the services using the
+    database, snapshot it, then swap the restored one in. Holds the deploy lock throughout."""
+    from contextlib import ExitStack
+
     from composekit.backup import find_backup, restore_backup
+    from composekit.deploy import take_deploy_lock
     from composekit.errors import UsageError
 
     if name and latest:
@@ -590,14 +594,16 @@ def restore(
             abort=True,
         )
     stop = [s.web_service, s.migrator_service, *s.maintenance_services]
-    report = restore_backup(
-        target,
-        s.backups_path,
-        str(chosen.path),
-        snapshot=not no_snapshot,
-        stop_services=stop,
-        progress=render.progress,
-    )
+    with ExitStack() as lock:  # never under a running deploy (nor one starting meanwhile)
+        take_deploy_lock(target, lock, lock_wait, render.progress)
+        report = restore_backup(
+            target,
+            s.backups_path,
+            str(chosen.path),
+            snapshot=not no_snapshot,
+            stop_services=stop,
+            progress=render.progress,
+        )
     if as_json:
         render.emit_json(report)
         return

@@ -176,10 +176,7 @@ def test_two_deploys_from_two_checkouts_never_interleave(make_app, tmp_path: Pat
 def test_the_deploy_lock_dies_with_its_holder(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app("migrator")
     app.project.up(["db"], wait=True)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_DEPLOY_LOCK, str(app.dir)], stdout=subprocess.PIPE, text=True
-    )
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    holder = hold_deploy_lock(app)
     refused = deploy(app)
     assert (
         refused.returncode == ExitCode.MIGRATION and "the deploy lock is held by" in refused.stderr
@@ -187,6 +184,14 @@ def test_the_deploy_lock_dies_with_its_holder(make_app) -> None:  # type: ignore
     holder.kill()  # SIGKILL: no cleanup code runs; PostgreSQL ends the session and its lock
     holder.wait()
     assert deploy(app, "--lock-wait", "20").returncode == 0
+
+    # a restore never runs under a deploy either
+    holder = hold_deploy_lock(app)
+    r = run_cli("-C", str(app.dir), "restore", "--latest", "--yes")
+    holder.kill()
+    holder.wait()
+    assert r.returncode == ExitCode.MIGRATION and "the deploy lock is held by" in r.stderr
+    assert "swapping" not in r.stderr
 
     # an applied migration edited afterwards: refused before anything is built or backed up
     applied = app.dir / "migrations" / "0001_add_profile.sql"
@@ -197,6 +202,15 @@ def test_the_deploy_lock_dies_with_its_holder(make_app) -> None:  # type: ignore
     assert "edited 0001: 0001_add_profile.sql changed after it was applied" in r.stderr
     assert "git checkout" in r.stderr and "Traceback" not in r.stderr
     assert sorted((app.dir / "backups").iterdir()) == backups
+
+
+def hold_deploy_lock(app: App) -> subprocess.Popen[str]:
+    """Another process holding the deploy lock (as a deploy on another machine would)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_DEPLOY_LOCK, str(app.dir)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
 
 
 HOLD_DEPLOY_LOCK = """
