@@ -358,8 +358,8 @@ def take_backup(
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as out:
-            try:
-                target.project.exec_to_file(
+            try:  # pg_restore --list reads the archive as pg_dump writes it
+                digest, listing = target.project.exec_tee(
                     target.service,
                     [
                         "pg_dump",
@@ -371,14 +371,14 @@ def take_backup(
                         target.database,
                     ],
                     out,
+                    ["pg_restore", "--list"],
                     timeout=timeout,
                 )
             except proc.CommandFailed as exc:
                 raise _dump_error(exc, target, lock_wait_timeout) from exc
             out.flush()
             os.fsync(out.fileno())
-        digest = sha256_file(tmp)
-        _pg_restore_list(target, tmp)
+        _listed(listing, tmp)
         tmp.rename(final)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -426,14 +426,21 @@ def _pg_restore_list(target: DbTarget, path: Path) -> int:
                 target.service, ["pg_restore", "--list"], inp, timeout=600
             )
         except proc.CommandFailed as exc:
-            last = (
-                exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else "unreadable archive"
-            )
-            raise VerifyError(
-                f"{path.name} is not a valid pg_dump archive: {last}",
-                hint="the file is corrupt or truncated; use another backup (`composekit backup list`)",
-            ) from exc
-    return sum(1 for ln in r.stdout.splitlines() if ln and not ln.startswith(";"))
+            r = proc.Completed(exc.argv, exc.returncode, "", exc.stderr)
+    return _listed(r, path)
+
+
+def _listed(r: proc.Completed, path: Path) -> int:
+    """Judge a ``pg_restore --list`` run over ``path``'s bytes: the number of TOC entries, or
+    :class:`VerifyError` if it could not read the archive."""
+    entries = sum(1 for ln in r.stdout.splitlines() if ln and not ln.startswith(";"))
+    if r.returncode != 0 or entries == 0:
+        last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "unreadable archive"
+        raise VerifyError(
+            f"{path.name} is not a valid pg_dump archive: {last}",
+            hint="the file is corrupt or truncated; use another backup (`composekit backup list`)",
+        )
+    return entries
 
 
 def _write_manifest(b: Backup) -> None:
@@ -499,15 +506,24 @@ def verify_backup(target: DbTarget, b: Backup) -> None:
     """Checksum against the manifest, then ``pg_restore --list`` (custom format)."""
     if not b.path.is_file():
         raise VerifyError(f"backup file {b.path} is missing", hint="see `composekit backup list`")
-    if b.sha256:
-        actual = sha256_file(b.path)
-        if actual != b.sha256:
-            raise VerifyError(
-                f"{b.path.name} is corrupt: sha256 {actual[:12]}… does not match its manifest ({b.sha256[:12]}…); nothing was changed",
-                hint="use another backup (`composekit backup list`)",
-            )
-    if b.format == "custom":
-        _pg_restore_list(target, b.path)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:  # hash while pg_restore reads the archive
+        hashing = pool.submit(sha256_file, b.path) if b.sha256 else None
+        listing: VerifyError | None = None
+        if b.format == "custom":
+            try:
+                _pg_restore_list(target, b.path)
+            except VerifyError as exc:
+                listing = exc
+        actual = hashing.result() if hashing else b.sha256
+    if actual != b.sha256:  # the checksum speaks first: it says why the archive is unreadable
+        raise VerifyError(
+            f"{b.path.name} is corrupt: sha256 {actual[:12]}… does not match its manifest ({b.sha256[:12]}…); nothing was changed",
+            hint="use another backup (`composekit backup list`)",
+        )
+    if listing is not None:
+        raise listing
 
 
 # -- restoring -------------------------------------------------------------------------------------
@@ -574,8 +590,8 @@ def restore_backup(
         if stopped:
             progress(f"starting {', '.join(stopped)} again")
             target.project.start(stopped)
-    return RestoreReport(
-        b, snap, target.database, stopped, target.ledger_version(), time.monotonic() - t0, changes
+    return RestoreReport(  # the restored ledger was read from the scratch database before the swap
+        b, snap, target.database, stopped, restored_ledger, time.monotonic() - t0, changes
     )
 
 
@@ -598,10 +614,9 @@ def _load_into(target: DbTarget, b: Backup, database: str, timeout: float) -> No
             database,
         ]
     else:
-        argv = [
+        argv = [  # no --single-transaction: a scratch database that fails is dropped whole
             "pg_restore",
             "--exit-on-error",
-            "--single-transaction",
             "--no-owner",
             "--role",
             target.user,

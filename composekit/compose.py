@@ -8,8 +8,10 @@ Every Docker failure leaves here as a :class:`~composekit.errors.ComposekitError
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -134,8 +136,6 @@ class ComposeProject:
         env_file: str | Path | None = None,
         profiles: Sequence[str] = (),
     ) -> None:
-        from python_on_whales import DockerClient
-
         base = Path(project_dir) if project_dir else Path.cwd()
         self.project_dir = base
         self.files = [Path(f) if Path(f).is_absolute() else base / f for f in files]
@@ -162,13 +162,21 @@ class ComposeProject:
                 env_path = None
         self.env_file = env_path
         self.project_name = project_name
+        self.profiles = list(profiles)
         self._config: dict[str, Any] | None = None
-        self.client = DockerClient(
+
+    @functools.cached_property
+    def client(self) -> Any:
+        """python-on-whales, for the structured calls. Made on first use: importing it costs about
+        0.13 s, which commands that only run ``docker compose exec`` (backup, restore) never pay."""
+        from python_on_whales import DockerClient
+
+        return DockerClient(
             compose_files=list(self.files),
-            compose_project_name=project_name,
-            compose_project_directory=base,
-            compose_env_files=[env_path] if env_path else [],
-            compose_profiles=list(profiles),
+            compose_project_name=self.project_name,
+            compose_project_directory=self.project_dir,
+            compose_env_files=[self.env_file] if self.env_file else [],
+            compose_profiles=self.profiles,
         )
 
     @classmethod
@@ -187,7 +195,24 @@ class ComposeProject:
 
     # -- the command line, for proc-run calls -------------------------------------------------
     def compose_argv(self, *args: str) -> list[str]:
-        return [str(a) for a in self.client.client_config.docker_compose_cmd] + list(args)
+        """The ``docker compose`` command line python-on-whales would build for this project (a
+        test holds the two equal), then ``args``."""
+        docker = shutil.which("docker")
+        if docker is None:
+            raise DockerError(
+                "the docker client is not installed",
+                hint="install Docker (on Debian: `composekit doctor --fix`)",
+            )
+        argv = [docker, "compose"]
+        for f in self.files:
+            argv += ["--file", str(f)]
+        for profile in self.profiles:
+            argv += ["--profile", profile]
+        if self.env_file:
+            argv += ["--env-file", str(self.env_file)]
+        if self.project_name:
+            argv += ["--project-name", self.project_name]
+        return argv + ["--project-directory", str(self.project_dir), *args]
 
     # -- structured calls ---------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -279,8 +304,13 @@ class ComposeProject:
             self.client.compose.stop(list(services))
 
     def start(self, services: Sequence[str]) -> None:
-        with docker_errors("docker compose start"):
-            self.client.compose.start(list(services))
+        """Start the stopped containers of ``services`` as they are (``docker start``: 0.3 s where
+        ``docker compose start`` takes 0.9 s re-checking every dependency's condition; callers
+        start what they stopped, with its dependencies still running)."""
+        names = [st.name for st in self.ps(services) if st.state != "running"]
+        if names:
+            with docker_errors(f"docker start {' '.join(names)}"):
+                self.client.container.start(names)
 
     def ps(self, services: Sequence[str] | None = None, all: bool = True) -> list[ServiceState]:
         with docker_errors("docker compose ps"):
@@ -401,18 +431,22 @@ class ComposeProject:
         """A long-lived ``docker compose exec -T`` child to talk to line by line (e.g. ``psql``)."""
         return proc.Session(self._exec_args(service, argv, env, None), env=env)
 
-    def exec_to_file(
+    def exec_tee(
         self,
         service: str,
         argv: Sequence[str],
         out: IO[bytes],
+        check_argv: Sequence[str],
         *,
         timeout: float,
-        env: Mapping[str, str] | None = None,
-    ) -> proc.Completed:
-        """Like :meth:`exec`, with stdout written byte-for-byte to ``out``."""
-        return proc.run_to_file(
-            self._exec_args(service, argv, env, None), out, timeout=timeout, env=env
+    ) -> tuple[str, proc.Completed]:
+        """``argv``'s stdout into ``out`` and, at the same time, into ``check_argv``'s stdin (both
+        run in ``service``); see :func:`composekit.proc.run_tee`."""
+        return proc.run_tee(
+            self._exec_args(service, argv, None, None),
+            out,
+            self._exec_args(service, check_argv, None, None),
+            timeout=timeout,
         )
 
     def exec_from_file(

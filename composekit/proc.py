@@ -127,17 +127,90 @@ def _run_binary(
     return Completed(args, cp.returncode, out, stderr)
 
 
-def run_to_file(
+def run_tee(
     argv: Sequence[str | Path],
     out: IO[bytes],
+    check_argv: Sequence[str | Path],
     *,
     timeout: float,
-    env: Mapping[str, str] | None = None,
-) -> Completed:
-    """Run ``argv`` with stdout going byte-for-byte into ``out`` (e.g. ``pg_dump -Fc``)."""
-    args = [str(a) for a in argv]
-    log.debug("run_to_file: %s", display(args))
-    return _run_binary(args, timeout, env, subprocess.DEVNULL, out)
+) -> tuple[str, Completed]:
+    """Run ``argv``, writing its stdout byte-for-byte into ``out`` and, as it arrives, into the
+    stdin of ``check_argv`` (e.g. ``pg_dump -Fc`` into ``pg_restore --list``): the check runs
+    during the dump instead of after it. Returns the sha256 of the bytes and the check's result
+    (``check_argv`` may stop reading early: it is then fed no more). Raises :class:`CommandFailed`
+    if ``argv`` fails; the caller judges the check."""
+    import hashlib
+    import threading
+
+    args, checker = [str(a) for a in argv], [str(a) for a in check_argv]
+    log.debug("run_tee: %s | %s", display(args), display(checker))
+    try:
+        src = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        chk = subprocess.Popen(
+            checker, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except FileNotFoundError as exc:
+        raise CommandNotFound(exc.filename or args[0]) from exc
+    drained: dict[str, bytes] = {}
+
+    def drain(name: str, stream: IO[bytes]) -> None:
+        drained[name] = stream.read()
+
+    assert src.stdout and src.stderr and chk.stdin and chk.stdout and chk.stderr
+    pumps = [
+        threading.Thread(target=drain, args=(n, st), daemon=True)
+        for n, st in (("src_err", src.stderr), ("chk_out", chk.stdout), ("chk_err", chk.stderr))
+    ]
+    for t in pumps:
+        t.start()
+    digest = hashlib.sha256()
+    feeding = True
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        for p in (src, chk):
+            p.kill()
+
+    watchdog = threading.Timer(timeout, expire)
+    watchdog.start()
+    try:
+        while chunk := src.stdout.read(1 << 20):
+            out.write(chunk)
+            digest.update(chunk)
+            if feeding:
+                try:
+                    chk.stdin.write(chunk)
+                except BrokenPipeError:
+                    feeding = False
+        try:
+            chk.stdin.close()
+        except BrokenPipeError:
+            pass
+        src_rc = src.wait(timeout=timeout)
+        chk_rc = chk.wait(timeout=timeout)
+    except BaseException:
+        for p in (src, chk):
+            p.kill()
+            p.wait()
+        raise
+    finally:
+        watchdog.cancel()
+    for t in pumps:
+        t.join(timeout=10)
+    if expired.is_set():
+        raise CommandTimeout(args, timeout)
+    if src_rc != 0:
+        raise CommandFailed(args, src_rc, drained.get("src_err", b"").decode("utf-8", "replace"))
+    result = Completed(
+        checker,
+        chk_rc,
+        drained.get("chk_out", b"").decode("utf-8", "replace"),
+        drained.get("chk_err", b"").decode("utf-8", "replace"),
+    )
+    return digest.hexdigest(), result
 
 
 def run_from_file(

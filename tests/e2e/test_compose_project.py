@@ -93,3 +93,19 @@ def test_doctor_fix_is_idempotent(docker_engine: None) -> None:
         "offline images",
         "disk space",
     }
+
+
+def test_compose_argv_is_the_one_python_on_whales_builds(tmp_path: Path) -> None:
+    """exec/run/config build their own `docker compose` argv (to skip importing python-on-whales);
+    it must stay the one python-on-whales uses for the structured calls."""
+    (tmp_path / "compose.yaml").write_text(TWO)
+    (tmp_path / "compose.prod.yaml").write_text("services: {}\n")
+    (tmp_path / ".env").write_text("A=1\n")
+    for kwargs in (
+        {},
+        {"project_name": "shop", "env_file": ".env", "profiles": ["tools"]},
+    ):
+        p = ComposeProject(["compose.yaml", "compose.prod.yaml"], project_dir=tmp_path, **kwargs)
+        ours = p.compose_argv("exec", "-T", "web")
+        theirs = [str(a) for a in p.client.client_config.docker_compose_cmd]
+        assert ours == theirs + ["exec", "-T", "web"]
