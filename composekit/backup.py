@@ -264,6 +264,12 @@ class DbTarget:
         ]
         return sorted(rows, key=lambda r: r.key)
 
+    def schema(self) -> str:
+        """The schema as ``pg_dump --schema-only`` prints it, normalized (see :func:`normalize_schema`)."""
+        argv = ["pg_dump", "--schema-only", "--no-owner", "--no-privileges"]
+        argv += ["-U", self.user, "-d", self.database]
+        return normalize_schema(self.project.exec(self.service, argv, timeout=300).stdout)
+
     def row_counts(self, database: str | None = None) -> dict[str, int]:
         """Exact row count of every user table (``schema.table``), in one round trip."""
         out = self.psql(
@@ -317,6 +323,14 @@ class PsqlSession:
 
     def close(self) -> None:
         self.session.close()
+
+
+def normalize_schema(text: str) -> str:
+    """Drop what differs between two dumps of one schema: comments (they name the server and dump
+    versions), blank lines, ``SET`` lines and pg_dump 15.18's random ``\\restrict`` keys."""
+    noise = ("--", "\\restrict", "\\unrestrict", "SET ", "SELECT pg_catalog.set_config(")
+    lines = [ln.rstrip() for ln in text.splitlines()]
+    return "\n".join(ln for ln in lines if ln and not ln.startswith(noise)) + "\n"
 
 
 # -- taking backups ---------------------------------------------------------------------------------

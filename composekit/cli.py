@@ -723,6 +723,40 @@ def rollback(
     _show_workflow(result, as_json, lambda r: f"rolled back: {r.steps[-1]['detail']}")
 
 
+@app.command(
+    "schema",
+    epilog="Examples:\n\n  composekit schema\n\n  composekit schema --write            "
+    '# then set [deploy] expected_schema = "schema.sql"\n\n'
+    "  composekit schema --write --output db/schema.sql",
+)
+def schema_cmd(
+    write: Annotated[
+        bool,
+        typer.Option("--write", help="Write it to [deploy] expected_schema (default schema.sql)."),
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="With --write: this file instead.")
+    ] = None,
+) -> None:
+    """The database's schema, normalized (pg_dump --schema-only minus comments, SET lines and
+    other noise). With [deploy] expected_schema set, deploy's verify step requires the migrated
+    database to match that file."""
+    from composekit.deploy import expected_schema_path
+
+    s, target = _db_target()
+    text = target.schema()
+    if not write:
+        sys.stdout.write(text)
+        return
+    path = s.path(output) if output else expected_schema_path(s)
+    path.write_text(text)
+    render.line(f"wrote {path} ({len(text.splitlines())} lines)")
+    if not s.expected_schema:
+        render.line(
+            f'deploy compares with it once composekit.toml has: [deploy] expected_schema = "{path.name}"'
+        )
+
+
 @app.command("status")
 def status_cmd(as_json: JsonOpt = False) -> None:
     """Services and health, ledger version, pending migrations, last backup, last deploy."""

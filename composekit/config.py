@@ -42,6 +42,7 @@ class Settings:
     keep_backups: int = 10
     keep_images: int = 3  # previous web images kept tagged for `composekit rollback`
     maintenance_services: tuple[str, ...] = ()
+    expected_schema: str | None = None  # deploy's verify step compares the schema with this file
     source: dict[str, str] = field(default_factory=dict, compare=False)
     """Where each non-default value came from (``flag``, ``env:NAME``, ``file:PATH``)."""
 
@@ -139,6 +140,7 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
         ("web", "health_url"): "health_url",
         ("web", "keep_images"): "keep_images",
         ("deploy", "maintenance"): "maintenance_services",
+        ("deploy", "expected_schema"): "expected_schema",
     }
     for key, value in data.items():
         if isinstance(value, dict):

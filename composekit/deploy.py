@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from composekit.backup import Backup, DbTarget, restore_backup, take_backup
+from composekit.backup import Backup, DbTarget, normalize_schema, restore_backup, take_backup
 from composekit.compose import ComposeProject
 from composekit.db import advisory_lock, lock_key, who_am_i
 from composekit.errors import (
@@ -104,6 +104,11 @@ class Preflight(StateStep):
         )
         self.s.project.config()
         self.s.project.require_services(*services)
+        if st.expected_schema and not expected_schema_path(st).is_file():
+            raise ConfigError(
+                f"expected_schema {expected_schema_path(st)} does not exist",
+                hint="write it from a database at the right version: composekit schema --write",
+            )
         if st.layout == "init-scripts" and self.s.source.migrations:
             raise ConfigError(
                 f"{len(self.s.source.migrations)} migration file(s) in {st.migrations_dir}, but the "
@@ -615,7 +620,12 @@ class Verify(StateStep):
     name = "verify"
 
     def describe(self) -> str:
-        return "no pending migrations, no drift; verify/*.sql checks"
+        schema = (
+            f"; schema equals {self.s.settings.expected_schema}"
+            if self.s.settings.expected_schema
+            else ""
+        )
+        return f"no pending migrations, no drift; verify/*.sql checks{schema}"
 
     def run(self) -> str:
         self.s.ledger_after = self.s.applied()
@@ -634,7 +644,38 @@ class Verify(StateStep):
                     f"check {check.name} failed: it returned {out.splitlines()[0][:120]!r}",
                     hint="a verify check must return no rows, or a single true",
                 )
-        return f"{len(applied)} applied, {len(checks)} check(s) passed"
+        schema = ""
+        if self.s.settings.expected_schema:
+            schema = "; " + compare_schema(self.s.target, expected_schema_path(self.s.settings))
+        return f"{len(applied)} applied, {len(checks)} check(s) passed{schema}"
+
+
+def expected_schema_path(settings: Any) -> Path:
+    return settings.path(Path(settings.expected_schema or "schema.sql"))
+
+
+def compare_schema(target: DbTarget, path: Path) -> str:
+    """Raise :class:`VerifyError` with the differing lines unless the database's schema is the one
+    in ``path`` (both normalized)."""
+    import difflib
+
+    expected = normalize_schema(path.read_text())
+    actual = target.schema()
+    if actual == expected:
+        return f"schema equals {path.name}"
+    changed = [
+        ln
+        for ln in difflib.unified_diff(
+            expected.splitlines(), actual.splitlines(), "expected", "database", lineterm="", n=0
+        )
+        if ln[:1] in "+-" and not ln.startswith(("+++", "---"))
+    ]
+    raise VerifyError(
+        f"the database schema differs from {path.name} in {len(changed)} line(s): "
+        f"{changed[0][:160] if changed else 'ordering'}",
+        hint=f"if the migrations are right, refresh the file: composekit schema --write {path.name}",
+        details=changed[1:12],
+    )
 
 
 def _health_gate(url: str, timeout: float, progress: Progress, in_a_row: int = 3) -> None:

@@ -403,3 +403,35 @@ def test_init_scripts_deploy_ships_the_web_and_refuses_changed_scripts(make_app)
     )
     r = deploy(app)
     assert r.returncode == ExitCode.CONFIG and "never runs migrations" in r.stderr, r.stderr
+
+
+def test_verify_compares_the_schema_with_the_expected_file(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    assert deploy(app).returncode == 0
+    w = run_cli("-C", str(app.dir), "schema", "--write")
+    assert w.returncode == 0 and "expected_schema" in w.stdout, w.stderr
+    schema = (app.dir / "schema.sql").read_text()
+    assert "bio text" in schema and "\\restrict" not in schema and "--" not in schema
+    with open(app.dir / "composekit.toml", "a") as f:
+        f.write('\n[deploy]\nexpected_schema = "schema.sql"\n')
+    good = fingerprint(app)
+
+    release(app, 2)  # same schema: passes
+    r = deploy(app)
+    assert r.returncode == 0 and "schema equals schema.sql" in r.stderr, r.stderr
+
+    migration(
+        app,
+        "0002_city.sql",
+        "ALTER TABLE users ADD COLUMN city text;",
+        "ALTER TABLE users DROP COLUMN city;",
+    )
+    r = deploy(app)  # the migration is not in schema.sql: verify fails, all undone
+    assert r.returncode == ExitCode.DEPLOY_UNDONE, r.stderr
+    assert "the database schema differs from schema.sql in" in r.stderr
+    assert "+    city text" in r.stderr  # the differing lines are shown
+    assert "composekit schema --write" in r.stderr and fingerprint(app) == good
+
+    (app.dir / "schema.sql").unlink()
+    r = deploy(app)
+    assert r.returncode == ExitCode.CONFIG and "schema.sql does not exist" in r.stderr

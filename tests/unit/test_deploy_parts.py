@@ -78,3 +78,15 @@ def test_together_fails_after_both_ended_and_undoes_both() -> None:
         run_steps([Together(build, backup)], lambda m: None, what="rollback")
     assert exc.value.message.startswith("rollback failed at build+backup: backup broke")
     assert build.undone and backup.undone
+
+
+def test_normalize_schema_drops_what_differs_between_two_dumps_of_one_schema() -> None:
+    from composekit.backup import normalize_schema
+
+    dump = (
+        "--\n-- PostgreSQL database dump\n--\n\\restrict Xy12abc\n"
+        "-- Dumped from database version 15.18\nSET statement_timeout = 0;\n"
+        "SELECT pg_catalog.set_config('search_path', '', false);\n\n"
+        "CREATE TABLE public.users (\n    id integer NOT NULL   \n);\n\n\\unrestrict Xy12abc\n"
+    )
+    assert normalize_schema(dump) == "CREATE TABLE public.users (\n    id integer NOT NULL\n);\n"
