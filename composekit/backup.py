@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from composekit import proc
-from composekit.compose import ComposeProject
+from composekit.compose import ComposeProject, translate
 from composekit.errors import ComposekitError, DockerError, UsageError, VerifyError
 from composekit.migrations.ledger import LedgerRow
 from composekit.migrations.source import version_key
@@ -306,12 +306,15 @@ class PsqlSession:
                 str(value) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
             )
             sql = sql.replace("%s", literal, 1)
-        self.session.send(sql.rstrip().rstrip(";") + ";")
-        self.session.send(f"\\echo {self.END}")
         errors = len(self.session.errors)
         self.rows = []
-        while (line := self.session.read_line()) != self.END:
-            self.rows.append(tuple({"t": True, "f": False}.get(v, v) for v in line.split("|")))
+        try:
+            self.session.send(sql.rstrip().rstrip(";") + ";")
+            self.session.send(f"\\echo {self.END}")
+            while (line := self.session.read_line()) != self.END:
+                self.rows.append(tuple({"t": True, "f": False}.get(v, v) for v in line.split("|")))
+        except proc.CommandFailed as exc:  # the session ended: Docker or the db container is down
+            raise translate("docker compose exec psql", exc.stderr, exc.returncode) from exc
         if len(self.session.errors) > errors:
             raise DockerError(
                 f"psql: {self.session.errors[errors]}", hint="see PostgreSQL's message"
