@@ -352,7 +352,7 @@ class DeployWeb(StateStep):
     name = "web"
 
     def describe(self) -> str:
-        return f"up -d --wait {self.s.settings.web_service} with the new image, then health checks"
+        return f"up -d {self.s.settings.web_service} with the new image; wait until its healthcheck passes"
 
     def run(self) -> str:
         st = self.s.settings

@@ -84,7 +84,9 @@ class RollbackWeb(StateStep):
 
     def describe(self) -> str:
         what = self.to or "the newest kept image it does not run now"
-        return f"{self.s.settings.web_service} back to {what}; up --force-recreate --wait, health checks"
+        return (
+            f"{self.s.settings.web_service} back to {what}; up --force-recreate, wait until healthy"
+        )
 
     def run(self) -> str:
         web = self.s.settings.web_service
