@@ -119,7 +119,7 @@ def main() -> None:
         )
     finally:
         project.down(volumes=True)
-        subprocess.run(["docker", "image", "rm", "-f", f"{name}-app:latest"], capture_output=True)
+        project.remove_images(f"{name}-app")  # :latest and the images kept for rollback
         shutil.rmtree(work, ignore_errors=True)
 
 

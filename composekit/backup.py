@@ -234,9 +234,10 @@ class DbTarget:
         applied = self._parse_ledger(ledger)
         return server, (applied[-1] if applied else None)
 
-    def applied(self, database: str | None = None) -> list[str] | None:
+    def applied(self) -> list[str] | None:
         """Every applied ledger version, in order; ``None`` when there is no ledger table."""
-        return self._parse_ledger(self.psql(f"SELECT {self._ledger_sql()}", database=database))
+        rows = self.ledger_rows()
+        return None if rows is None else [r.version for r in rows]
 
     def ledger_rows(self) -> list[LedgerRow] | None:
         """The whole ledger (missing columns read as empty), or None without a ledger table."""

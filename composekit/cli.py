@@ -694,6 +694,7 @@ def rollback(
     """Put the web back on an image an earlier deploy replaced; the database is not touched.
     Health-gated: if it never becomes healthy, the web it replaced comes back (exit 7)."""
     from composekit import rollback as rb
+    from composekit.deploy import short
 
     if list_only:
         kept = rb.list_kept(settings(), env=env)
@@ -703,7 +704,7 @@ def rollback(
         rows = [
             (
                 k.tag,
-                k.image_id.removeprefix("sha256:")[:12],
+                short(k.image_id),
                 k.created,
                 "running" if k.running else "",
             )

@@ -383,13 +383,19 @@ class ComposeProject:
         return sorted(found, reverse=True)
 
     def untag(self, ref: str) -> bool:
-        """Remove the tag ``ref``; False if the image behind it is still used by a container."""
+        """Remove the tag ``ref`` (and the image, if that was its last tag); False if the image
+        behind it is still used by a container."""
         try:
             with docker_errors(f"docker image rm {ref}"):
-                self.client.image.remove(ref, prune=False)
+                self.client.image.remove(ref)
         except DockerError:
             return False
         return True
+
+    def remove_images(self, repo: str) -> int:
+        """Every tag of ``repo`` — ``:latest`` and the ones kept for rollback — once no container
+        uses them (e.g. after ``down``); returns how many were removed."""
+        return sum(self.untag(f"{repo}:{tag}") for tag, _, _ in self.tagged(repo, ""))
 
     def remove_oneoffs(self, service: str) -> int:
         """Force-remove ``docker compose run`` containers of ``service`` (e.g. after Ctrl-C,

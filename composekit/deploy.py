@@ -20,7 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from composekit.backup import Backup, DbTarget, normalize_schema, restore_backup, take_backup
+from composekit.backup import (
+    Backup,
+    DbTarget,
+    normalize_schema,
+    restore_backup,
+    sha256_file,
+    take_backup,
+)
 from composekit.compose import ComposeProject
 from composekit.db import advisory_lock, lock_key, who_am_i
 from composekit.errors import (
@@ -378,10 +385,15 @@ class DeployWeb(StateStep):
         return db + previous_web_back(self.s)
 
     def manual_undo(self) -> str:
-        return (
-            f"docker tag {self.s.previous_image} {self.s.image_name} && "
-            f"docker compose up -d --no-build --no-deps --force-recreate --wait {self.s.settings.web_service}"
-        )
+        return web_back_by_hand(self.s)
+
+
+def web_back_by_hand(s: DeployState) -> str:
+    """What a person runs to put the previous web back when the undo could not."""
+    return (
+        f"docker tag {s.previous_image} {s.image_name} && "
+        f"docker compose up -d --no-build --no-deps --force-recreate --wait {s.settings.web_service}"
+    )
 
 
 def short(image_id: str | None) -> str:
@@ -506,10 +518,8 @@ class InitScripts(StateStep):
         )
 
     def run(self) -> str:
-        import hashlib
-
         scripts = sorted(p for p in self.dir.glob("*") if p.is_file()) if self.dir.is_dir() else []
-        now = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in scripts}
+        now = {p.name: sha256_file(p) for p in scripts}
         db = self.s.target.psql("SELECT system_identifier FROM pg_control_system()")
         recorded = json.loads(self.record.read_text()) if self.record.is_file() else {}
         if db not in recorded:
@@ -594,10 +604,13 @@ class Maintenance(StateStep):
         if not self.s.stopped:
             return ""
         point_back(self.s)  # so they start on the image they ran before
-        self.s.project.up(
-            self.s.stopped, no_build=True, no_deps=True, wait=True, wait_timeout=int(self.s.timeout)
-        )
+        start_services(self.s, self.s.stopped)
         return f"started {', '.join(self.s.stopped)} again"
+
+
+def start_services(s: DeployState, services: list[str]) -> None:
+    """``up -d --no-build --no-deps --wait`` services --maintenance stopped."""
+    s.project.up(services, no_build=True, no_deps=True, wait=True, wait_timeout=int(s.timeout))
 
 
 class Resume(StateStep):
@@ -610,9 +623,7 @@ class Resume(StateStep):
         others = [x for x in self.s.stopped if x != self.s.settings.web_service]
         if not others:
             return "nothing else to start"
-        self.s.project.up(
-            others, no_build=True, no_deps=True, wait=True, wait_timeout=int(self.s.timeout)
-        )
+        start_services(self.s, others)
         return f"started {', '.join(others)}"
 
 

@@ -28,6 +28,7 @@ from composekit.deploy import (
     short,
     split_image_name,
     start_web,
+    web_back_by_hand,
 )
 from composekit.errors import UsageError
 
@@ -109,10 +110,7 @@ class RollbackWeb(StateStep):
         return previous_web_back(self.s)
 
     def manual_undo(self) -> str:
-        return (
-            f"docker tag {self.s.previous_image} {self.s.image_name} && docker compose up -d "
-            f"--no-build --no-deps --force-recreate --wait {self.s.settings.web_service}"
-        )
+        return web_back_by_hand(self.s)
 
 
 def rollback(

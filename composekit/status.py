@@ -7,7 +7,7 @@ from typing import Any
 
 from composekit.backup import DbTarget, list_backups
 from composekit.compose import ComposeProject
-from composekit.deploy import read_history
+from composekit.deploy import read_history, short
 from composekit.errors import ComposekitError
 from composekit.migrations.source import load_source, version_key
 
@@ -34,7 +34,7 @@ def project_status(settings: Any) -> ProjectStatus:
             "container": s.name,
             "state": s.state,
             "health": s.health,
-            "image": s.image_id[7:19],
+            "image": short(s.image_id),
         }
         for s in project.ps()
     ]

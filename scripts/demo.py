@@ -106,12 +106,7 @@ def main() -> int:
         else:
             step("taking the project down (docker compose down -v)")
             project.down(volumes=True)
-            refs = subprocess.run(  # :latest and the images kept for rollback
-                ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", f"{name}-app"],
-                capture_output=True,
-                text=True,
-            ).stdout.split()
-            subprocess.run(["docker", "image", "rm", "-f", *refs], capture_output=True)
+            project.remove_images(f"{name}-app")  # :latest and the images kept for rollback
     print(
         "\n== demo finished: scaffolded, deployed twice, a broken deploy undone, "
         "rolled back and forward, history shown"

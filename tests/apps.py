@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -59,13 +58,7 @@ class App:
 
     def close(self) -> None:
         self.project.down(volumes=True, timeout=3)
-        refs = subprocess.run(
-            ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", f"{self.name}-app"],
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-        if refs:  # :latest and the previous versions deploys kept for rollback
-            subprocess.run(["docker", "image", "rm", "-f", *refs], capture_output=True)
+        self.project.remove_images(f"{self.name}-app")  # :latest and the ones kept for rollback
 
 
 @pytest.fixture
