@@ -684,7 +684,8 @@ def compare_schema(target: DbTarget, path: Path) -> str:
     raise VerifyError(
         f"the database schema differs from {path.name} in {len(changed)} line(s): "
         f"{changed[0][:160] if changed else 'ordering'}",
-        hint=f"if the migrations are right, refresh the file: composekit schema --write {path.name}",
+        hint="if the migrations are right, refresh the file from the migrated database: "
+        "composekit schema --write",
         details=changed[1:12],
     )
 
