@@ -16,25 +16,18 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from composekit import proc
-from composekit.compose import ComposeProject, translate
+from composekit.dbtarget import DbTarget, quote_ident
 from composekit.errors import ComposekitError, DockerError, UsageError, VerifyError
-from composekit.migrations.ledger import LedgerRow
-from composekit.migrations.source import version_key
+from composekit.progress import Progress, silent
 
-Progress = Callable[[str], None]
 DUMP_SUFFIX = ".dump"
 SQL_SUFFIX = ".sql"
-
-
-def _silent(msg: str) -> None:
-    pass
 
 
 @dataclass
@@ -145,198 +138,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-# -- the database inside the compose project -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DbTarget:
-    """How to reach the database from inside its container (unix socket, trusted locally)."""
-
-    project: ComposeProject
-    service: str
-    user: str
-    database: str
-    ledger_table: str = "schema_migrations"
-
-    @classmethod
-    def from_settings(cls, settings: Any, project: ComposeProject | None = None) -> DbTarget:
-        project = project or ComposeProject.from_settings(settings)
-        services = project.config().get("services", {})
-        if settings.db_service not in services:
-            project.require_services(settings.db_service)  # raises, naming the services there are
-        env = services[settings.db_service].get("environment") or {}
-        user = env.get("POSTGRES_USER") or "postgres"
-        return cls(
-            project,
-            settings.db_service,
-            user,
-            env.get("POSTGRES_DB") or user,
-            settings.ledger_table,
-        )
-
-    def psql(
-        self,
-        *sql: str,
-        database: str | None = None,
-        timeout: float = 120,
-        script: str | None = None,
-    ) -> str:
-        """Run one or more commands in one psql process (each ``-c`` commits on its own), or a
-        ``script`` (which may use psql's own ``\\gset`` / ``\\if``) read from stdin."""
-        argv = [
-            "psql",
-            "-X",
-            "-q",
-            "-tA",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-U",
-            self.user,
-            "-d",
-            database or self.database,
-        ]
-        for command in sql:
-            argv += ["-c", command]
-        return self.project.exec(self.service, argv, timeout=timeout, input=script).stdout.strip()
-
-    def session(self, application_name: str, database: str = "postgres") -> PsqlSession:
-        """A psql session kept open (e.g. to hold an advisory lock for as long as it lives)."""
-        return PsqlSession(
-            self.project.session(
-                self.service,
-                ["psql", "-X", "-q", "-tA", "-U", self.user, "-d", database],
-                env={"PGAPPNAME": application_name[:63]},
-            )
-        )
-
-    def _ledger_sql(self) -> str:
-        """An expression: the applied versions joined by commas, or '-' without a ledger table
-        (query_to_xml runs the SELECT only when the table exists)."""
-        t = self.ledger_table.replace("'", "''")
-        return (
-            f"CASE WHEN to_regclass('{t}') IS NULL THEN '-' ELSE coalesce((xpath('/row/v/text()', "
-            f"query_to_xml('SELECT string_agg(version::text, '','') AS v FROM {t}', false, true, '')))[1]::text, '') END"
-        )
-
-    @staticmethod
-    def _parse_ledger(out: str) -> list[str] | None:
-        if out == "-":
-            return None
-        return sorted((v for v in out.split(",") if v), key=version_key)
-
-    def versions(self, database: str | None = None) -> tuple[str, str | None]:
-        """(server version, newest ledger version) in one round trip; the ledger may not exist."""
-        out = self.psql(
-            f"SELECT current_setting('server_version') || '|' || {self._ledger_sql()}",
-            database=database,
-        )
-        server, _, ledger = out.partition("|")
-        applied = self._parse_ledger(ledger)
-        return server, (applied[-1] if applied else None)
-
-    def applied(self) -> list[str] | None:
-        """Every applied ledger version, in order; ``None`` when there is no ledger table."""
-        rows = self.ledger_rows()
-        return None if rows is None else [r.version for r in rows]
-
-    def ledger_rows(self) -> list[LedgerRow] | None:
-        """The whole ledger (missing columns read as empty), or None without a ledger table."""
-        t = self.ledger_table.replace("'", "''")
-        script = (
-            f"SELECT to_regclass('{t}') IS NOT NULL AS ck_has \\gset\n"
-            f"\\if :ck_has\nSELECT coalesce(json_agg(t), '[]') FROM {self.ledger_table} t;\n"
-            "\\else\nSELECT 'null';\n\\endif\n"
-        )
-        out = self.psql(script=script, timeout=60)
-        data = json.loads(out or "null")
-        if data is None:
-            return None
-        rows = [
-            LedgerRow(
-                str(d["version"]),
-                d.get("name"),
-                d.get("checksum"),
-                None,
-                None,
-                None,
-                bool(d.get("dirty")),
-            )
-            for d in data
-        ]
-        return sorted(rows, key=lambda r: r.key)
-
-    def schema(self) -> str:
-        """The schema as ``pg_dump --schema-only`` prints it, normalized (see :func:`normalize_schema`)."""
-        argv = ["pg_dump", "--schema-only", "--no-owner", "--no-privileges"]
-        argv += ["-U", self.user, "-d", self.database]
-        return normalize_schema(self.project.exec(self.service, argv, timeout=300).stdout)
-
-    def row_counts(self, database: str | None = None) -> dict[str, int]:
-        """Exact row count of every user table (``schema.table``), in one round trip."""
-        out = self.psql(
-            "SELECT format('%I.%I', n.nspname, c.relname) || '|' || (xpath('/row/c/text()', "
-            "query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname), "
-            "false, true, '')))[1]::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-            "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1",
-            database=database,
-        )
-        counts = {}
-        for line in out.splitlines():
-            table, _, n = line.rpartition("|")
-            counts[table] = int(n)
-        return counts
-
-    def ledger_version(self, database: str | None = None) -> str | None:
-        return self.versions(database)[1]
-
-
-class PsqlSession:
-    """Just enough of a psycopg connection over a psql session for :func:`composekit.db.advisory_lock`:
-    ``execute(sql, params).fetchone()``, parameters inlined as literals (ints and strings only)."""
-
-    END = "__composekit_end__"
-
-    def __init__(self, session: proc.Session) -> None:
-        self.session = session
-        self.rows: list[tuple[Any, ...]] = []
-
-    def execute(self, sql: str, params: list[Any] | None = None) -> PsqlSession:
-        for value in params or []:
-            literal = (
-                str(value) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
-            )
-            sql = sql.replace("%s", literal, 1)
-        errors = len(self.session.errors)
-        self.rows = []
-        try:
-            self.session.send(sql.rstrip().rstrip(";") + ";")
-            self.session.send(f"\\echo {self.END}")
-            while (line := self.session.read_line()) != self.END:
-                self.rows.append(tuple({"t": True, "f": False}.get(v, v) for v in line.split("|")))
-        except proc.CommandFailed as exc:  # the session ended: Docker or the db container is down
-            raise translate("docker compose exec psql", exc.stderr, exc.returncode) from exc
-        if len(self.session.errors) > errors:
-            raise DockerError(
-                f"psql: {self.session.errors[errors]}", hint="see PostgreSQL's message"
-            )
-        return self
-
-    def fetchone(self) -> tuple[Any, ...] | None:
-        return self.rows[0] if self.rows else None
-
-    def close(self) -> None:
-        self.session.close()
-
-
-def normalize_schema(text: str) -> str:
-    """Drop what differs between two dumps of one schema: comments (they name the server and dump
-    versions), blank lines, ``SET`` lines and pg_dump 15.18's random ``\\restrict`` keys."""
-    noise = ("--", "\\restrict", "\\unrestrict", "SET ", "SELECT pg_catalog.set_config(")
-    lines = [ln.rstrip() for ln in text.splitlines()]
-    return "\n".join(ln for ln in lines if ln and not ln.startswith(noise)) + "\n"
-
-
 # -- taking backups ---------------------------------------------------------------------------------
 
 
@@ -359,7 +160,7 @@ def take_backup(
     keep: int | None = 10,
     lock_wait_timeout: float = 30,
     timeout: float = 3600,
-    progress: Progress = _silent,
+    progress: Progress = silent,
 ) -> Backup:
     """Dump, verify (sha256 + ``pg_restore --list``), then publish with a manifest.
 
@@ -556,7 +357,7 @@ def restore_backup(
     stop_services: list[str] | None = None,
     compare_rows: bool = False,
     timeout: float = 3600,
-    progress: Progress = _silent,
+    progress: Progress = silent,
 ) -> RestoreReport:
     """Restore ``name`` (default: the newest) — verified first, safety snapshot, scratch database,
     then an atomic name swap. Raises before touching anything if the backup does not verify."""
@@ -566,7 +367,7 @@ def restore_backup(
     verify_backup(target, b)
     scratch = f"{target.database}__ck_restore"[:63]
     progress(f"restoring {b.path.name} into scratch database {scratch}")
-    q = _quote_ident
+    q = quote_ident
     target.psql(
         f"DROP DATABASE IF EXISTS {q(scratch)} WITH (FORCE)",
         f"CREATE DATABASE {q(scratch)} OWNER {q(target.user)}",
@@ -611,10 +412,6 @@ def restore_backup(
     return RestoreReport(  # the restored ledger was read from the scratch database before the swap
         b, snap, target.database, stopped, restored_ledger, time.monotonic() - t0, changes
     )
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _load_into(target: DbTarget, b: Backup, database: str, timeout: float) -> None:

@@ -16,10 +16,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from composekit import proc
+from composekit.compose_errors import translate
 from composekit.errors import ConfigError, DockerError
+
+if TYPE_CHECKING:
+    from composekit.config import Settings
 
 MIN_COMPOSE = (2, 20, 0)
 
@@ -57,67 +61,6 @@ def docker_errors(action: str) -> Iterator[None]:
         ) from exc
     except DockerException as exc:
         raise translate(action, exc.stderr or "", exc.return_code) from exc
-
-
-def translate(action: str, stderr: str, returncode: int | None = None) -> DockerError | ConfigError:
-    """One clear error for a failed docker/compose call, from its stderr."""
-    text = stderr.strip()
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    last = lines[-1] if lines else f"exit code {returncode}"
-    low = text.lower()
-    if "cannot connect to the docker daemon" in low or "is the docker daemon running" in low:
-        return DockerError(
-            f"{action}: the Docker engine is not running",
-            hint="start it (`dockerd &` or `systemctl start docker`), or run `composekit doctor --fix`",
-        )
-    if (
-        "docker: 'compose' is not a docker command" in low
-        or "unknown command" in low
-        and "compose" in low
-    ):
-        return DockerError(
-            f"{action}: the Docker Compose v2 plugin is missing",
-            hint="install docker-compose-plugin, or run `composekit doctor --fix`",
-        )
-    if "is not running" in low and "service" in low:
-        svc = re.search(r"service \"?([\w.-]+)\"? is not running", text)
-        name = svc.group(1) if svc else "?"
-        return DockerError(
-            f"{action}: the {name} service is not running",
-            hint=f"start it: docker compose up -d --wait {name}",
-        )
-    if "no such service" in low:
-        svc = re.search(r"no such service:?\s*\"?([\w.-]+)", text, re.IGNORECASE)
-        name = svc.group(1) if svc else "?"
-        return ConfigError(
-            f"{action}: the compose file has no service {name!r}",
-            hint="check the service names in composekit.toml against `docker compose config --services`",
-        )
-    if (
-        "yaml:" in low
-        or "validating" in low
-        or "invalid compose project" in low
-        or "additional property" in low
-        or "no configuration file provided" in low
-        or "is invalid" in low
-    ):
-        return ConfigError(
-            f"{action}: the compose file is invalid: {last}",
-            hint="fix the compose file; `docker compose config` shows the same error",
-        )
-    if "port is already allocated" in low or "address already in use" in low:
-        return DockerError(
-            f"{action}: a published port is already in use: {last}",
-            hint="stop what uses that port or change the service's `ports:` mapping",
-        )
-    if "is already in use by container" in low and "conflict" in low:
-        return DockerError(
-            f"{action}: a container name is already taken: {last}",
-            hint="remove the old container or drop `container_name:` from the compose file",
-        )
-    return DockerError(
-        f"{action} failed: {last}", hint="see the Docker output above; `--debug` shows the command"
-    )
 
 
 class ComposeProject:
@@ -180,7 +123,7 @@ class ComposeProject:
         )
 
     @classmethod
-    def from_settings(cls, settings: Any, overlay: str | None = None) -> ComposeProject:
+    def from_settings(cls, settings: Settings, overlay: str | None = None) -> ComposeProject:
         files = list(settings.compose_files)
         if overlay:
             if not files:
@@ -289,9 +232,13 @@ class ComposeProject:
                 quiet=True,  # capture stderr so failures can be explained
             )
 
-    def build(self, services: Sequence[str] | None = None) -> None:
-        with docker_errors("docker compose build"):
-            self.client.compose.build(list(services) if services else None, quiet=True)
+    def build(self, services: Sequence[str] | None = None, *, timeout: float = 3600) -> None:
+        """``docker compose build`` (through proc: python-on-whales has no timeout)."""
+        args = self.compose_argv("build", "--quiet", *(services or []))
+        try:
+            proc.run(args, timeout=timeout)
+        except proc.CommandFailed as exc:
+            raise translate("docker compose build", exc.stderr, exc.returncode) from exc
 
     def down(self, *, volumes: bool = False, timeout: int = 10) -> None:
         with docker_errors("docker compose down"):

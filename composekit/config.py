@@ -11,12 +11,41 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from composekit.errors import ConfigError
+from composekit.redact import Redactor
 
-LAYOUTS = ("init-scripts", "app-startup", "migrator")
+
+class Layout(StrEnum):
+    """Where migrations run. The deploy asks these questions, never compares strings."""
+
+    INIT_SCRIPTS = "init-scripts"  # /docker-entrypoint-initdb.d, first start only
+    APP_STARTUP = "app-startup"  # the web migrates as it starts
+    MIGRATOR = "migrator"  # a one-off service: docker compose run --rm migrator
+
+    @property
+    def has_migrator(self) -> bool:
+        return self is Layout.MIGRATOR
+
+    @property
+    def web_migrates(self) -> bool:
+        return self is Layout.APP_STARTUP
+
+    @property
+    def runs_migrations(self) -> bool:
+        return self is not Layout.INIT_SCRIPTS
+
+
+LAYOUTS = tuple(layout.value for layout in Layout)
+
+
+class BackupMode(StrEnum):
+    AUTO = "auto"  # when migrations are pending
+    ALWAYS = "always"
+    NEVER = "never"
 
 
 @dataclass(frozen=True)
@@ -30,7 +59,7 @@ class Settings:
     lock_timeout: float = 5.0  # SET lock_timeout per migration
     statement_timeout: float | None = None
     lock_retries: int = 3
-    layout: str = "migrator"
+    layout: Layout = Layout.MIGRATOR
     compose_files: tuple[str, ...] = ()
     project_name: str | None = None
     env_file: str | None = ".env"
@@ -56,6 +85,29 @@ class Settings:
     @property
     def backups_path(self) -> Path:
         return self.path(self.backups_dir)
+
+    @property
+    def expected_schema_path(self) -> Path:
+        return self.path(Path(self.expected_schema or "schema.sql"))
+
+    @property
+    def migrate_service(self) -> str:
+        """The service whose container runs the migrations (the web, in app-startup)."""
+        return self.migrator_service if self.layout.has_migrator else self.web_service
+
+    @property
+    def database_users(self) -> list[str]:
+        """The services to stop while the database is swapped (restore) — one list for deploy's
+        undo and ``composekit restore``."""
+        users = [self.web_service]
+        if self.layout.has_migrator:
+            users.append(self.migrator_service)
+        return list(dict.fromkeys([*users, *self.maintenance_services]))
+
+    @property
+    def redactor(self) -> Redactor:
+        """Masks this project's database password wherever it shows up."""
+        return Redactor([_password_of(self.database_url)] if self.database_url else [])
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -196,22 +248,21 @@ def load_settings(
         values[name] = _coerce(name, value, "the command line")
         source[name] = "flag"
 
-    if values.get("layout", "migrator") not in LAYOUTS:
+    layout = values.get("layout", Layout.MIGRATOR)
+    if layout not in LAYOUTS:
         raise ConfigError(
-            f"unknown layout {values['layout']!r} ({source.get('layout', 'default')})",
+            f"unknown layout {layout!r} ({source.get('layout', 'default')})",
             hint=f"use one of: {', '.join(LAYOUTS)}",
         )
-    from composekit.redact import register_secret
-
-    url = values.get("database_url")
-    if url:
-        register_secret(_password_of(url))
+    values["layout"] = Layout(layout)
     return Settings(**values, source=source)
 
 
-def _password_of(url: str) -> str | None:
+def _password_of(url: str | None) -> str | None:
     from urllib.parse import urlsplit
 
+    if not url:
+        return None
     try:
         return urlsplit(url).password
     except ValueError:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import logging
 import socket
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,9 +17,10 @@ from functools import partial
 from typing import Any
 
 from composekit.errors import ConfigError, DatabaseUnavailable, LockTimeout
+from composekit.progress import Progress
 from composekit.redact import redact
 
-Progress = Callable[[str], None]
+log = logging.getLogger("composekit.db")
 
 
 def describe_url(url: str) -> str:
@@ -158,10 +161,33 @@ def advisory_lock(
     try:
         yield
     finally:
-        try:
-            conn.execute("SELECT pg_advisory_unlock(%s)", [key])
-        except Exception:  # connection gone: PostgreSQL released the lock with the session
-            pass
+        _unlock(conn, key, what)
+
+
+def _unlock(conn: Any, key: int, what: str) -> None:
+    """Never raises: the caller closes the session next, which releases the lock anyway, and an
+    error here must not hide the one that ended the run."""
+    try:
+        row = conn.execute("SELECT pg_advisory_unlock(%s)", [key]).fetchone()
+    except Exception as exc:
+        if _connection_gone(conn, exc):
+            log.debug("%s lock: connection gone, PostgreSQL released it with the session", what)
+        else:
+            log.debug(
+                "%s lock: unlock failed; closing the session releases it", what, exc_info=True
+            )
+        return
+    if not (row and row[0]):
+        log.debug("%s lock: was no longer held by this session at unlock", what)
+
+
+def _connection_gone(conn: Any, exc: Exception) -> bool:
+    if getattr(conn, "closed", False):
+        return True
+    psycopg = sys.modules.get("psycopg")  # not loaded: conn is not a psycopg connection
+    return psycopg is not None and isinstance(
+        exc, psycopg.OperationalError | psycopg.InterfaceError
+    )
 
 
 class BlockerWatch:
@@ -179,6 +205,7 @@ class BlockerWatch:
         self.after = min(0.3, lock_timeout / 4)
         self.every = min(0.25, lock_timeout / 4)
         self.blockers: list[LockHolder] = []
+        self.error: Exception | None = None  # the last failed poll (then blockers stays empty)
         self._cond = threading.Condition()
         self._armed: int | None = None
         self._generation = 0
@@ -229,19 +256,29 @@ class BlockerWatch:
                     continue  # the statement finished quickly
             while True:
                 try:
-                    rows = self.conn.execute(
-                        "SELECT pid, coalesce(application_name, ''), "
-                        "to_char(coalesce(xact_start, query_start) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-                        "left(regexp_replace(query, '\\s+', ' ', 'g'), 120) "
-                        "FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids(%s))",
-                        [self.pid],
-                    ).fetchall()
-                except Exception:
-                    return
+                    found = self._poll()
+                except Exception as exc:  # e.g. the lock connection was lost: name no one
+                    log.debug("blocker watch: cannot read pg_blocking_pids: %s", exc)
+                    with self._cond:
+                        self.error = exc
+                        self.blockers = []
+                        # one try per statement; the thread lives on for the next one
+                        self._cond.wait_for(partial(self._done, gen))
+                    break
                 with self._cond:
                     if not self._still(gen):
                         break
-                    if rows:
-                        self.blockers = [LockHolder(r[0], r[1], r[2] or "?", r[3]) for r in rows]
+                    if found:
+                        self.blockers = found
                     if self._cond.wait_for(partial(self._done, gen), timeout=self.every):
                         break
+
+    def _poll(self) -> list[LockHolder]:
+        rows = self.conn.execute(
+            "SELECT pid, coalesce(application_name, ''), "
+            "to_char(coalesce(xact_start, query_start) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+            "left(regexp_replace(query, '\\s+', ' ', 'g'), 120) "
+            "FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids(%s))",
+            [self.pid],
+        ).fetchall()
+        return [LockHolder(r[0], r[1], r[2] or "?", r[3]) for r in rows]

@@ -1,27 +1,35 @@
-"""Keep passwords out of everything a person or a log can see."""
+"""Keep passwords out of everything a person or a log can see.
+
+:func:`redact` masks the shapes a password takes in text (URLs, ``password=`` pairs); it has no
+state, so errors can use it the moment they are made. A :class:`Redactor` also masks literal
+secrets it was given (the password of the configured database URL, wherever it shows up); the
+command's context carries one and every printed line goes through it.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 # scheme://user:password@host  ->  scheme://user:***@host
 _URL_PASSWORD = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?P<at>@)")
-# key=value forms in libpq conninfo strings, env dumps and psycopg error messages
+# key=value forms in libpq conninfo strings, env dumps and psycopg error messages; a quoted value
+# may hold spaces (PGPASSWORD='abc def')
 _KV_PASSWORD = re.compile(
-    r"(?P<key>\b(?:password|PGPASSWORD|POSTGRES_PASSWORD)\s*[=:]\s*)(?P<q>['\"]?)(?P<pw>[^\s'\"]+)(?P=q)",
+    r"(?P<key>\b(?:password|PGPASSWORD|POSTGRES_PASSWORD)\s*[=:]\s*)"
+    r"(?:(?P<q>['\"])(?P<qpw>.*?)(?P=q)|(?P<pw>[^\s'\"]+))",
     re.IGNORECASE,
 )
-_SECRETS: set[str] = set()
+MIN_SECRET = 4  # shorter literals would mask ordinary words
 
 
-def register_secret(value: str | None) -> None:
-    """Remember a literal secret so that :func:`redact` masks it wherever it shows up."""
-    if value and len(value) >= 4:
-        _SECRETS.add(value)
+def _mask_kv(m: re.Match[str]) -> str:
+    q = m.group("q") or ""
+    return f"{m.group('key')}{q}***{q}"
 
 
 def redact(text: str) -> str:
-    """Return ``text`` with every password replaced by ``***``.
+    """Return ``text`` with every password-shaped value replaced by ``***``.
 
     >>> redact("postgresql://app:s3cret@db:5432/app")
     'postgresql://app:***@db:5432/app'
@@ -29,7 +37,24 @@ def redact(text: str) -> str:
     if not text:
         return text
     text = _URL_PASSWORD.sub(r"\g<pre>***\g<at>", text)
-    text = _KV_PASSWORD.sub(r"\g<key>\g<q>***\g<q>", text)
-    for secret in _SECRETS:
-        text = text.replace(secret, "***")
-    return text
+    return _KV_PASSWORD.sub(_mask_kv, text)
+
+
+class Redactor:
+    """:func:`redact` plus literal secrets. Immutable: :meth:`with_secrets` returns a new one.
+
+    >>> Redactor(["Zq9-very-random"])("login Zq9-very-random failed")
+    'login *** failed'
+    """
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        self.secrets = frozenset(s for s in secrets if s and len(s) >= MIN_SECRET)
+
+    def with_secrets(self, *secrets: str | None) -> Redactor:
+        return Redactor([*self.secrets, *secrets])
+
+    def __call__(self, text: str) -> str:
+        text = redact(text)
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text

@@ -1,7 +1,7 @@
 """Printing results: one place for people (plain, aligned text) and machines (``--json``).
 
-Library functions return dataclasses; commands hand them here. Everything printed goes through
-:func:`composekit.redact.redact`.
+Library functions return dataclasses; the CLI hands them to an :class:`Output`, which sends every
+line through the command's :class:`~composekit.redact.Redactor`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from composekit.redact import redact
+from composekit.errors import ComposekitError
+from composekit.redact import Redactor
 
 
 def _default(o: Any) -> Any:
@@ -34,41 +35,43 @@ def _default(o: Any) -> Any:
     return str(o)
 
 
-def to_json(data: Any) -> str:
-    return redact(json.dumps(data, default=_default, indent=2, sort_keys=False))
+class Output:
+    """Where a command prints: results on stdout, progress and errors on stderr, all redacted."""
 
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        self.redactor = redactor or Redactor()
 
-def emit_json(data: Any) -> None:
-    sys.stdout.write(to_json(data) + "\n")
-    sys.stdout.flush()
+    def to_json(self, data: Any) -> str:
+        return self.redactor(json.dumps(data, default=_default, indent=2, sort_keys=False))
 
+    def emit_json(self, data: Any) -> None:
+        sys.stdout.write(self.to_json(data) + "\n")
+        sys.stdout.flush()
 
-def line(text: str = "", err: bool = False) -> None:
-    stream = sys.stderr if err else sys.stdout
-    stream.write(redact(text) + "\n")
-    stream.flush()
+    def line(self, text: str = "", err: bool = False) -> None:
+        stream = sys.stderr if err else sys.stdout
+        stream.write(self.redactor(text) + "\n")
+        stream.flush()
 
+    def progress(self, text: str) -> None:
+        """Progress of long steps goes to stderr, so stdout stays clean for ``--json`` and pipes."""
+        self.line(f"… {text}", err=True)
 
-def progress(text: str) -> None:
-    """Progress of long steps goes to stderr, so stdout stays clean for ``--json`` and pipes."""
-    line(f"… {text}", err=True)
+    def table(self, rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+        cells = [[str(h) for h in headers]]
+        cells += [["" if c is None else str(c) for c in r] for r in rows]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+        for i, r in enumerate(cells):
+            self.line("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+            if i == 0:
+                self.line("  ".join("-" * w for w in widths))
 
-
-def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    for i, r in enumerate(cells):
-        line("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-        if i == 0:
-            line("  ".join("-" * w for w in widths))
-
-
-def error(exc: Any, as_json: bool) -> None:
-    if as_json:
-        emit_json(exc.to_dict())
-        return
-    line(f"error: {exc.message}", err=True)
-    for d in exc.details[:20]:
-        line(f"  {d}", err=True)
-    if exc.hint:
-        line(f"  fix: {exc.hint}", err=True)
+    def error(self, exc: ComposekitError, as_json: bool) -> None:
+        if as_json:
+            self.emit_json(exc.to_dict())
+            return
+        self.line(f"error: {exc.message}", err=True)
+        for d in exc.details[:20]:
+            self.line(f"  {d}", err=True)
+        if exc.hint:
+            self.line(f"  fix: {exc.hint}", err=True)

@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from composekit.config import LAYOUTS
+from composekit.config import LAYOUTS, Layout
 from composekit.errors import UsageError
 
 CI_CHOICES = ("github", "gitlab", "none")
@@ -23,19 +23,19 @@ DEFAULT_PYTHON_IMAGE = "python:3.12-slim"
 EXAMPLE_PASSWORD = "CHANGE-ME-composekit-init-writes-a-random-one"
 
 _NOTES = {
-    "init-scripts": (
+    Layout.INIT_SCRIPTS: (
         "**Layout: init-scripts.** The schema is created by `init-scripts/*.sql` when the database\n"
         "volume is first created — and only then: editing them later changes nothing in an existing\n"
         "database. A failing script leaves the db container unhealthy with the script's error in\n"
         "`docker compose logs db`; fix it, `docker compose down -v`, start again. For changes after\n"
         "the first start, move to the `migrator` layout (`composekit migrate baseline` adopts the schema)."
     ),
-    "app-startup": (
+    Layout.APP_STARTUP: (
         "**Layout: app-startup.** The web applies pending migrations (`composekit.migrations.upgrade()`)\n"
         "before it serves. The migration lock makes several replicas safe: one migrates, the others\n"
         "wait and find nothing to do. A failing migration stops the container with one clear log line."
     ),
-    "migrator": (
+    Layout.MIGRATOR: (
         "**Layout: migrator.** A one-off `migrator` service (same image as the web) applies migrations:\n"
         '`docker compose run --rm migrator`. It is in the `tools` profile with `restart: "no"`, so\n'
         "`docker compose up --wait` never starts it and it never restarts in a loop."
@@ -43,12 +43,12 @@ _NOTES = {
 }
 
 _COMMANDS = {
-    "init-scripts": "docker compose up -d --build --wait          # first start runs init-scripts/",
-    "app-startup": (
+    Layout.INIT_SCRIPTS: "docker compose up -d --build --wait          # first start runs init-scripts/",
+    Layout.APP_STARTUP: (
         "docker compose up -d --build --wait          # the web migrates, then serves\n"
         "docker compose up -d --wait --scale web=3    # needs WEB_PORT=8000-8002 in .env"
     ),
-    "migrator": (
+    Layout.MIGRATOR: (
         "docker compose up -d --build --wait db       # the database\n"
         "docker compose run --rm migrator             # apply migrations (exit code says how it went)\n"
         "docker compose up -d --build --wait web      # then the new web"
@@ -56,9 +56,9 @@ _COMMANDS = {
 }
 
 _CI_MIGRATE = {
-    "init-scripts": "docker compose up -d --wait db   # init-scripts run on the first start only",
-    "app-startup": "docker compose run --rm --no-deps web composekit migrate up --dir /app/migrations",
-    "migrator": "docker compose run --rm migrator",
+    Layout.INIT_SCRIPTS: "docker compose up -d --wait db   # init-scripts run on the first start only",
+    Layout.APP_STARTUP: "docker compose run --rm --no-deps web composekit migrate up --dir /app/migrations",
+    Layout.MIGRATOR: "docker compose run --rm migrator",
 }
 
 
@@ -96,7 +96,8 @@ def render(text: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
 
 
-def _slug(name: str) -> str:
+def compose_project_name(name: str) -> str:
+    """A valid Compose project name (lowercase letters, digits, dashes) from a directory name."""
     slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
     return slug or "app"
 
@@ -107,6 +108,7 @@ def plan_files(
     """Relative path -> (content, mode) for everything ``init`` writes."""
     if layout not in LAYOUTS:
         raise UsageError(f"unknown layout {layout!r}", hint=f"use one of: {', '.join(LAYOUTS)}")
+    kind = Layout(layout)
     if ci not in CI_CHOICES:
         raise UsageError(f"unknown CI {ci!r}", hint=f"use one of: {', '.join(CI_CHOICES)}")
     t = _resource_dir("templates")
@@ -115,11 +117,11 @@ def plan_files(
         "layout": layout,
         "db_image": db_image,
         "python_image": python_image,
-        "layout_notes": _NOTES[layout],
-        "commands": _COMMANDS[layout],
-        "migrate_command": _CI_MIGRATE[layout],
+        "layout_notes": _NOTES[kind],
+        "commands": _COMMANDS[kind],
+        "migrate_command": _CI_MIGRATE[kind],
         "migrator_file": ', and `migrator` (profile `tools`, `restart: "no"`)'
-        if layout == "migrator"
+        if kind.has_migrator
         else "",
     }
     files: dict[str, tuple[str, int]] = {}
@@ -145,8 +147,8 @@ def plan_files(
     migrations = _resource_dir("migrations")
     files["init-scripts/001_schema.sql"] = ((sql / "001_schema.sql").read_text(), 0o644)
     profile = (migrations / "0001_add_profile.sql").read_text()
-    if layout == "init-scripts":
-        from composekit.migrations.source import parse_native
+    if not kind.runs_migrations:
+        from composekit.migrations import parse_native
 
         up = parse_native(migrations / "0001_add_profile.sql", "0001", "add_profile").up.sql.strip()
         files["init-scripts/002_add_profile.sql"] = (
@@ -188,7 +190,7 @@ def scaffold(
     ['compose.yaml', 'compose.staging.yaml']
     """
     target = Path(directory)
-    name = _slug(name or target.resolve().name)
+    name = compose_project_name(name or target.resolve().name)
     files = plan_files(
         layout, ci, name, db_image, python_image, password or secrets.token_urlsafe(32)
     )

@@ -5,62 +5,76 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from composekit.backup import DbTarget, list_backups
+from composekit.backup import Backup, list_backups
 from composekit.compose import ComposeProject
-from composekit.deploy import read_history, short
+from composekit.config import Settings
+from composekit.dbtarget import DbTarget
+from composekit.deploy import HistoryRecord, read_history, short
 from composekit.errors import ComposekitError
-from composekit.migrations.source import load_source, version_key
+from composekit.migrations import load_source, pending
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    service: str
+    container: str
+    state: str
+    health: str | None
+    image: str
 
 
 @dataclass
 class ProjectStatus:
-    services: list[dict[str, Any]]
+    services: list[ServiceRow]
     ledger_version: str | None
     pending: list[str]
-    last_backup: dict[str, Any] | None
-    last_deploy: dict[str, Any] | None
+    last_backup: Backup | None
+    last_deploy: HistoryRecord | None
     problems: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+        d = self.last_deploy
+        return {
+            "services": [s.__dict__ for s in self.services],
+            "ledger_version": self.ledger_version,
+            "pending": self.pending,
+            "last_backup": self.last_backup.to_dict() if self.last_backup else None,
+            "last_deploy": None
+            if d is None
+            else {
+                "kind": str(d.kind),
+                "started": d.started,
+                "ok": d.ok,
+                "error": d.error,
+                "ledger_after": d.ledger_after,
+            },
+            "problems": self.problems,
+        }
 
 
-def project_status(settings: Any) -> ProjectStatus:
+def project_status(settings: Settings) -> ProjectStatus:
     """Reads only. A stopped database is reported as a problem, not raised."""
     project = ComposeProject.from_settings(settings)
     services = [
-        {
-            "service": s.service,
-            "container": s.name,
-            "state": s.state,
-            "health": s.health,
-            "image": short(s.image_id),
-        }
-        for s in project.ps()
+        ServiceRow(s.service, s.name, s.state, s.health, short(s.image_id)) for s in project.ps()
     ]
     problems: list[str] = []
     ledger: str | None = None
-    pending: list[str] = []
+    todo: list[str] = []
     source = load_source(settings.migrations_path, settings.migrations_format)
     try:
-        target = DbTarget.from_settings(settings, project)
-        applied = target.applied() or []
-        keys = {version_key(v) for v in applied}
+        applied = DbTarget.from_settings(settings, project).applied() or []
         ledger = applied[-1] if applied else None
-        pending = [m.version for m in source.migrations if m.key not in keys]
+        todo = [m.version for m in pending(source, applied)]
     except ComposekitError as exc:
         problems.append(f"database: {exc.message}")
     backups = list_backups(settings.backups_path)
     history = read_history(settings.project_dir)
-    last = history[-1] if history else None
     return ProjectStatus(
         services=services,
         ledger_version=ledger,
-        pending=pending,
-        last_backup=backups[0].to_dict() if backups else None,
-        last_deploy={"kind": last.get("kind", "deploy")}
-        | {k: last[k] for k in ("started", "ok", "error", "ledger_after")}
-        if last
-        else None,
+        pending=todo,
+        last_backup=backups[0] if backups else None,
+        last_deploy=history[-1] if history else None,
         problems=problems,
     )

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: set-up (idempotent), lint, types, then pytest against the real Docker
+# The whole test suite: set-up (idempotent), lint, types, the import contract, then pytest against the real Docker
 # engine, real Compose and real PostgreSQL. Extra arguments go to pytest (e.g. -m "not slow").
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -9,6 +9,7 @@ V="$ROOT/.venv/bin"
 "$V/ruff" check composekit tests bench scripts
 "$V/ruff" format --check composekit tests bench scripts
 "$V/mypy" --no-error-summary
+"$V/lint-imports" --no-cache >/dev/null || "$V/lint-imports" --no-cache  # the layers, as a contract
 set +e
 "$V/pytest" "$@"
 rc=$?

@@ -4,6 +4,9 @@ from composekit import migrations
 
 migrations.upgrade(os.environ["DATABASE_URL"], "migrations")   # safe with many replicas
 if not migrations.is_up_to_date(url, "migrations"): ...
+
+Everything outside this package imports from here, never from the submodules. Importing it is
+cheap: psycopg and pglast load only when a database or a SQL file is touched.
 """
 
 from __future__ import annotations
@@ -11,23 +14,55 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from composekit.migrations.runner import Applied, Migrator, Problem, RunResult, Status
-from composekit.migrations.source import Migration, Source, load_source
-from composekit.migrations.writer import new_migration
+from composekit.migrations.drift import compare, drift_error, pending
+from composekit.migrations.ledger import Ledger, LedgerRow
+from composekit.migrations.results import (
+    Applied,
+    Direction,
+    PlannedStep,
+    Problem,
+    ProblemKind,
+    RunResult,
+    Status,
+)
+from composekit.migrations.runner import Migrator
+from composekit.migrations.source import (
+    FORMATS,
+    Migration,
+    Section,
+    Source,
+    load_source,
+    parse_native,
+    version_key,
+)
+from composekit.migrations.writer import new_migration, next_version
 
 __all__ = [
+    "FORMATS",
     "Applied",
+    "Direction",
+    "Ledger",
+    "LedgerRow",
     "Migration",
     "Migrator",
+    "PlannedStep",
     "Problem",
+    "ProblemKind",
     "RunResult",
+    "Section",
     "Source",
     "Status",
+    "compare",
+    "drift_error",
     "is_up_to_date",
     "load_source",
     "new_migration",
+    "next_version",
+    "parse_native",
+    "pending",
     "status",
     "upgrade",
+    "version_key",
 ]
 
 

@@ -6,6 +6,7 @@ Compatible with the table teams already have (``version varchar PRIMARY KEY`` an
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,23 @@ class LedgerRow:
     def key(self) -> tuple[int, ...]:
         return version_key(self.version)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LedgerRow:
+        """One row as ``json_agg`` gives it; absent columns (an older ledger) read as empty.
+
+        >>> LedgerRow.from_dict({"version": 2, "applied_at": "2024-05-01T10:00:00"}).version
+        '2'
+        """
+        return cls(
+            str(d["version"]),
+            _text(d.get("name")),
+            _text(d.get("checksum")),
+            _timestamp(d.get("applied_at")),
+            _int(d.get("duration_ms")),
+            _text(d.get("applied_by")),
+            bool(d.get("dirty")),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": self.version,
@@ -49,10 +67,28 @@ class LedgerRow:
         }
 
 
-class Ledger:
-    def __init__(self, table: str) -> None:
-        from psycopg import sql
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:  # 'infinity', or a column that is not a timestamp
+        return None
+
+
+class Ledger:
+    """The ledger table's SQL. Reading goes through :meth:`select_json_sql` and
+    :meth:`parse_rows` whatever the client (psycopg here, psql in the db container)."""
+
+    def __init__(self, table: str) -> None:
         parts = table.split(".")
         if not 1 <= len(parts) <= 2 or not all(parts):
             raise ConfigError(
@@ -61,14 +97,38 @@ class Ledger:
         self.schema = parts[0] if len(parts) == 2 else None
         self.name = parts[-1]
         self.table = table
-        self.ident = sql.Identifier(*parts)
 
-    def _regclass(self) -> str:
-        return f"{self.schema}.{self.name}" if self.schema else self.name
+    @property
+    def ident(self) -> Any:
+        """The table as a psycopg ``sql.Identifier``."""
+        from psycopg import sql
+
+        return sql.Identifier(*self.table.split("."))
+
+    @property
+    def regclass(self) -> str:
+        """The table name quoted, for ``to_regclass()`` and SQL text."""
+        q = '"' + self.name.replace('"', '""') + '"'
+        return ('"' + self.schema.replace('"', '""') + '".' if self.schema else "") + q
+
+    def select_json_sql(self) -> str:
+        """A query returning the whole ledger as one JSON array (``[]`` when empty). Every
+        column comes as stored, so a ledger missing some columns still reads."""
+        return f"SELECT coalesce(json_agg(t), '[]') FROM {self.regclass} t"
+
+    @staticmethod
+    def parse_rows(data: list[dict[str, Any]]) -> list[LedgerRow]:
+        """The rows of :meth:`select_json_sql`'s array, oldest version first."""
+        return sorted((LedgerRow.from_dict(d) for d in data), key=lambda r: r.key)
+
+    @staticmethod
+    def parse_json(text: str) -> list[LedgerRow]:
+        """:meth:`parse_rows` on the JSON text (what ``psql -tA`` prints)."""
+        return Ledger.parse_rows(json.loads(text))
 
     def columns(self, conn: Any) -> dict[str, str] | None:
         """Column name -> type, or None when the table does not exist."""
-        row = conn.execute("SELECT to_regclass(%s)::oid", [self._quoted()]).fetchone()
+        row = conn.execute("SELECT to_regclass(%s)::oid", [self.regclass]).fetchone()
         if row is None or row[0] is None:
             return None
         rows = conn.execute(
@@ -78,9 +138,9 @@ class Ledger:
         ).fetchall()
         return {r[0]: r[1] for r in rows}
 
-    def _quoted(self) -> str:
-        q = '"' + self.name.replace('"', '""') + '"'
-        return (f'"{self.schema}".' if self.schema else "") + q
+    def exists(self, conn: Any) -> bool:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [self.regclass]).fetchone()
+        return bool(row and row[0])
 
     def ensure(self, conn: Any) -> list[str]:
         """Create the table or add the missing columns. Returns what was done (for the log)."""
@@ -118,22 +178,11 @@ class Ledger:
         return done
 
     def rows(self, conn: Any) -> list[LedgerRow]:
-        from psycopg import sql
-
-        cols = self.columns(conn)
-        if cols is None:
+        """The ledger through psycopg (empty when the table does not exist)."""
+        if not self.exists(conn):
             return []
-        fields = [
-            sql.Identifier(c) if c in cols else sql.SQL("NULL")
-            for c in ("name", "checksum", "applied_at", "duration_ms", "applied_by")
-        ]
-        dirty = sql.SQL("coalesce(dirty, false)") if "dirty" in cols else sql.SQL("false")
-        query = sql.SQL("SELECT version::text, {}, {} FROM {}").format(
-            sql.SQL(", ").join(fields), dirty, self.ident
-        )
-        out = [LedgerRow(*r) for r in conn.execute(query).fetchall()]
-        out.sort(key=lambda r: r.key)
-        return out
+        row = conn.execute(self.select_json_sql()).fetchone()
+        return self.parse_rows(row[0] if row else [])  # psycopg loads json into lists itself
 
     def insert_sql(self, conn: Any, m: Migration, applied_by: str, dirty: bool = False) -> str:
         """The INSERT as SQL text, to run in the same message as the migration itself; the
@@ -162,6 +211,15 @@ class Ledger:
         return (
             sql.SQL("UPDATE {} SET dirty = false, duration_ms = {} WHERE version = {}")
             .format(self.ident, sql.Literal(started_ms), sql.Literal(version))
+            .as_string(conn)
+        )
+
+    def mark_dirty_sql(self, conn: Any, version: str) -> str:
+        from psycopg import sql
+
+        return (
+            sql.SQL("UPDATE {} SET dirty = true WHERE version = {}")
+            .format(self.ident, sql.Literal(version))
             .as_string(conn)
         )
 

@@ -164,9 +164,9 @@ def test_two_deploys_from_two_checkouts_never_interleave(make_app, tmp_path: Pat
     assert waiting.returncode == 0, err
     assert "waiting for the deploy lock held by pid" in err
     lock = next(
-        s for s in read_history(other)[-1]["steps"] if s["name"] == "lock"
+        s for s in read_history(other)[-1].steps if s.name == "lock"
     )  # it read the ledger only once the first deploy had finished
-    assert lock["detail"] == "ledger at 0002; pending: none"
+    assert lock.detail == "ledger at 0002; pending: none"
     assert (
         app.psql("SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations")
         == "0001,0002"
@@ -217,7 +217,7 @@ HOLD_DEPLOY_LOCK = """
 import sys, time
 from contextlib import ExitStack
 from pathlib import Path
-from composekit.backup import DbTarget
+from composekit.dbtarget import DbTarget
 from composekit.config import load_settings
 from composekit.deploy import take_deploy_lock
 stack = ExitStack()
@@ -435,3 +435,30 @@ def test_verify_compares_the_schema_with_the_expected_file(make_app) -> None:  #
     (app.dir / "schema.sql").unlink()
     r = deploy(app)
     assert r.returncode == ExitCode.CONFIG and "schema.sql does not exist" in r.stderr
+
+
+def test_timeout_is_one_deadline_for_the_whole_deploy(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    assert deploy(app).returncode == 0
+    image = web_image(app)
+    # a slow migration, then a web that runs but never passes its healthcheck
+    migration(app, "0002_slow.sql", "SELECT pg_sleep(3);", "SELECT 1;")
+    app_py = app.dir / "app" / "app.py"
+    app_py.write_text(
+        app_py.read_text().replace(
+            'return self._send(200, "ok\\n")', 'return self._send(503, "never ready\\n")'
+        )
+    )
+    t0 = time.monotonic()
+    r = run_cli("-C", str(app.dir), "deploy", "--timeout", "10")
+    elapsed = time.monotonic() - t0
+    assert r.returncode == ExitCode.DEPLOY_UNDONE, r.stderr
+    assert "within the --timeout of 10s" in r.stderr
+    record = json.loads(run_cli("-C", str(app.dir), "history", "--json").stdout)["deploys"][-1]
+    forward = sum(s["seconds"] for s in record["steps"])
+    # every step before the failure and the failed web step together: the 10 s, not 10 s each
+    # (the migration alone takes 3 s, so a per-phase timeout would spend over 13 s here)
+    assert forward <= 10.8, record["steps"]
+    assert elapsed < 10 + 15, elapsed  # and then the undo: the previous web back, 0002 reverted
+    assert web_image(app) == image and "<th>bio</th>" in app.page()
+    assert app.psql("SELECT string_agg(version, ',') FROM schema_migrations") == "0001"

@@ -7,9 +7,10 @@ import threading
 import pytest
 
 from composekit.backup import RowChange, row_changes
-from composekit.deploy import Together, split_image_name
+from composekit.deploy.runner import Step, run_steps
+from composekit.deploy.steps import Together
+from composekit.deploy.web import split_image_name
 from composekit.errors import ComposekitError, DeployFailed
-from composekit.workflow import run_steps
 
 
 @pytest.mark.parametrize(
@@ -41,7 +42,7 @@ def test_row_changes_lists_only_tables_that_differ() -> None:
     ]
 
 
-class Meeting:
+class Meeting(Step):
     """A step that only finishes if its partner runs at the same time."""
 
     def __init__(self, name: str, barrier: threading.Barrier, fail: bool = False) -> None:
@@ -81,7 +82,7 @@ def test_together_fails_after_both_ended_and_undoes_both() -> None:
 
 
 def test_normalize_schema_drops_what_differs_between_two_dumps_of_one_schema() -> None:
-    from composekit.backup import normalize_schema
+    from composekit.dbtarget import normalize_schema
 
     dump = (
         "--\n-- PostgreSQL database dump\n--\n\\restrict Xy12abc\n"

@@ -1,4 +1,4 @@
-from composekit.redact import redact, register_secret
+from composekit.redact import Redactor, redact
 
 
 def test_url_password_masked() -> None:
@@ -14,8 +14,10 @@ def test_conninfo_and_env_forms_masked() -> None:
     out = redact(text)
     assert "hunter22" not in out and "xyz123" not in out
     assert "password=***" in out
+    assert "abc def" not in out and "PGPASSWORD='***'" in out
 
 
 def test_registered_secret_masked_anywhere() -> None:
-    register_secret("Zq9-very-random")
-    assert redact("FATAL: something Zq9-very-random leaked") == "FATAL: something *** leaked"
+    redactor = Redactor().with_secrets("Zq9-very-random")
+    assert redactor("FATAL: something Zq9-very-random leaked") == "FATAL: something *** leaked"
+    assert redact("FATAL: something Zq9-very-random leaked").endswith("Zq9-very-random leaked")

@@ -12,18 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from composekit.deploy import (
+from composekit.config import Settings
+from composekit.deploy.history import HistoryRecord, RunKind
+from composekit.deploy.run import execute
+from composekit.deploy.runner import Step
+from composekit.deploy.state import DeployState, new_state
+from composekit.deploy.steps import DeployLock, Preflight, StartDatabase, StateStep
+from composekit.deploy.web import (
     KEPT_PREFIX,
-    DeployLock,
-    DeployReport,
-    DeployState,
-    Preflight,
-    Progress,
-    StartDatabase,
-    StateStep,
-    execute,
     keep_image,
-    new_state,
     previous_web_back,
     short,
     split_image_name,
@@ -31,6 +28,7 @@ from composekit.deploy import (
     web_back_by_hand,
 )
 from composekit.errors import UsageError
+from composekit.progress import Progress, silent
 
 
 @dataclass(frozen=True)
@@ -47,9 +45,9 @@ class KeptImage:
 
 def kept_images(s: DeployState) -> list[KeptImage]:
     """The previous web images kept for rollback, newest first."""
-    s.image_name = s.project.image_name(s.settings.web_service)
+    s.web.name = s.project.image_name(s.settings.web_service)
     current = s.project.image_of(s.settings.web_service)
-    repo, _ = split_image_name(s.image_name)
+    repo, _ = split_image_name(s.web.name)
     return [
         KeptImage(f"{repo}:{tag}", tag, image_id, created, image_id == current)
         for tag, image_id, created in s.project.tagged(repo, KEPT_PREFIX)
@@ -81,7 +79,7 @@ class RollbackWeb(StateStep):
         super().__init__(s)
         self.to = to
         self.target: KeptImage | None = None
-        self.changes_nothing = True  # until the image name is re-pointed (see workflow.run_steps)
+        self.changes_nothing = True  # until the image name is re-pointed
 
     def describe(self) -> str:
         what = self.to or "the newest kept image it does not run now"
@@ -92,16 +90,17 @@ class RollbackWeb(StateStep):
     def run(self) -> str:
         web = self.s.settings.web_service
         self.target = choose(kept_images(self.s), self.to)
-        self.s.previous_image = self.s.project.image_of(web)
-        self.s.new_image = self.target.image_id
+        self.s.web.previous = self.s.project.image_of(web)
+        self.s.web.new = self.target.image_id
         if self.target.running:
             return f"{web} already runs {self.target.tag}: unchanged"
         self.changes_nothing = False
-        self.s.project.tag_image(self.target.image_id, self.s.image_name)
+        self.s.project.tag_image(self.target.image_id, self.s.web.name)
         start_web(self.s, force_recreate=True)
         kept = ""
-        if self.s.previous_image:  # so one can roll forward again
-            kept = f"; {short(self.s.previous_image)} kept as {keep_image(self.s, self.s.previous_image)}"
+        if self.s.web.previous:  # so one can roll forward again
+            tag = keep_image(self.s, self.s.web.previous)
+            kept = f"; {short(self.s.web.previous)} kept as {tag}"
         return f"{web} healthy on {self.target.tag}{kept}"
 
     def undo(self) -> str:
@@ -114,26 +113,26 @@ class RollbackWeb(StateStep):
 
 
 def rollback(
-    settings: Any,
+    settings: Settings,
     *,
     to: str | None = None,
     env: str | None = None,
-    timeout: float = 180,
+    timeout: float = 900,
     lock_wait: float = 0,
     dry_run: bool = False,
-    progress: Progress = lambda m: None,
-) -> DeployReport | list[str]:
+    progress: Progress = silent,
+) -> HistoryRecord | list[str]:
     """Run (or describe) a rollback of the web to a kept image, under the deploy lock; recorded in
     the history like a deploy."""
     s = new_state(settings, env=env, timeout=timeout, progress=progress)
-    steps = [
+    steps: list[Step] = [
         Preflight(s),
         StartDatabase(s),
         DeployLock(s, lock_wait, check_ledger=False),
         RollbackWeb(s, to),
     ]
-    return execute(s, steps, kind="rollback", env=env, dry_run=dry_run)
+    return execute(s, steps, kind=RunKind.ROLLBACK, dry_run=dry_run)
 
 
-def list_kept(settings: Any, env: str | None = None) -> list[KeptImage]:
-    return kept_images(new_state(settings, env=env, timeout=60, progress=lambda m: None))
+def list_kept(settings: Settings, env: str | None = None) -> list[KeptImage]:
+    return kept_images(new_state(settings, env=env, timeout=60, progress=silent))

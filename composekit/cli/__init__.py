@@ -1,0 +1,62 @@
+"""The ``composekit`` command: parse → settings → ONE call into :mod:`composekit.commands` → render.
+
+No business logic here. One top-level handler (:func:`main`) maps every
+:class:`~composekit.errors.ComposekitError` to one line plus a fix and its exit code; ``--debug``
+adds the traceback; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from composekit.cli import data, deploy, migrate, project  # noqa: F401 - they register commands
+from composekit.cli.app import CliContext, app
+
+__all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app and turn every failure into one clear line and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    try:  # Typer >= 0.20 vendors click
+        from typer._click.exceptions import ClickException
+    except ImportError:  # pragma: no cover - older Typer uses click itself
+        from click.exceptions import ClickException  # type: ignore[no-redef,assignment,unused-ignore]
+
+    from composekit.errors import ComposekitError, ExitCode
+
+    ctx = CliContext()
+    out = ctx.out
+    debug = "--debug" in args
+    try:
+        rv = app(args=args, prog_name="composekit", standalone_mode=False, obj=ctx)
+        code = rv if isinstance(rv, int) else 0
+    except ComposekitError as exc:
+        if debug:
+            import traceback
+
+            out.line(traceback.format_exc().rstrip(), err=True)
+        out.error(exc, "--json" in args)
+        code = int(exc.exit_code)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        out.line("interrupted", err=True)
+        code = int(ExitCode.INTERRUPTED)
+    except ClickException as exc:  # usage errors: bad option, missing argument
+        exc.show()
+        code = int(ExitCode.USAGE)
+    except KeyboardInterrupt:
+        out.line("interrupted", err=True)
+        code = int(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        if debug:
+            import traceback
+
+            out.line(traceback.format_exc().rstrip(), err=True)
+        out.line(f"error: unexpected {type(exc).__name__}: {out.redactor(str(exc))}", err=True)
+        out.line("  fix: rerun with --debug and report the traceback", err=True)
+        code = int(ExitCode.UNEXPECTED)
+    sys.exit(code)

@@ -1,0 +1,160 @@
+"""``doctor``, ``init``, ``status``, ``history``, ``schema``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from composekit import commands
+from composekit.cli.app import JsonOpt, app, cli, is_terminal
+
+
+@app.command(
+    epilog="Examples:\n\n  composekit doctor\n\n  composekit doctor --fix   # install/start what is missing (Debian, root)"
+)
+def doctor(
+    ctx: typer.Context,
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Install and start what is missing; build offline images.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check Docker engine, Compose plugin, images and disk; print one fix per problem."""
+    c = cli(ctx)
+    report = commands.doctor(c.project_dir, fix=fix, progress=c.out.progress)
+    if as_json:
+        c.out.emit_json(report)
+    else:
+        for chk in report.checks:
+            c.out.line(
+                f"{'ok  ' if chk.ok else 'FAIL'}  {chk.name}: {chk.detail}"
+                + ("" if chk.ok else f" — fix: {chk.fix}")
+            )
+        c.out.line(f"{'ready' if report.ok else 'not ready'} ({report.seconds:.1f}s)")
+    if not report.ok:
+        raise typer.Exit(4)
+
+
+@app.command(
+    epilog="Examples:\n\n  composekit init shop --layout migrator\n\n"
+    "  composekit init . --layout app-startup --ci gitlab\n\n"
+    "  composekit init demo --layout init-scripts --ci none --db-image postgres:15"
+)
+def init(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path, typer.Argument(help="Where to write the project (created if missing).")
+    ] = Path("."),
+    layout: Annotated[
+        str | None,
+        typer.Option(
+            "--layout", help="init-scripts | app-startup | migrator (asked on a terminal)."
+        ),
+    ] = None,
+    ci: Annotated[str, typer.Option("--ci", help="github | gitlab | none")] = "github",
+    name: Annotated[
+        str | None, typer.Option("--name", help="Project name (default: the directory's).")
+    ] = None,
+    db_image: Annotated[str, typer.Option("--db-image", help="PostgreSQL image.")] = "postgres:16",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Scaffold a runnable web + PostgreSQL project in one of the three migration layouts."""
+    from composekit.config import LAYOUTS
+    from composekit.errors import UsageError
+
+    c = cli(ctx)
+    if layout is None:
+        if not is_terminal():
+            raise UsageError("no --layout given", hint=f"pass --layout {' | '.join(LAYOUTS)}")
+        layout = typer.prompt(f"Layout ({', '.join(LAYOUTS)})", default="migrator")
+    result = commands.init(directory, layout, ci=ci, name=name, db_image=db_image, force=force)
+    if as_json:
+        c.out.emit_json(result)
+        return
+    for f in result.files:
+        c.out.line(f"wrote {directory / f}")
+    c.out.line(f"next: cd {directory} && read README.md (layout {layout})")
+
+
+@app.command("status")
+def status_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Services and health, ledger version, pending migrations, last backup, last deploy."""
+    c = cli(ctx)
+    st = commands.status(c.settings())
+    if as_json:
+        c.out.emit_json(st)
+        return
+    c.out.table(
+        [(s.service, s.state, s.health or "-", s.image) for s in st.services],
+        ["service", "state", "health", "image"],
+    )
+    c.out.line(
+        f"ledger: {st.ledger_version or 'nothing applied'}; pending: {', '.join(st.pending) or 'none'}"
+    )
+    b = st.last_backup
+    c.out.line(f"last backup: {f'{b.path} (ledger {b.ledger_version})' if b else 'none'}")
+    d = st.last_deploy
+    if d is None:
+        c.out.line("last deploy: none")
+    else:
+        result = "ok" if d.ok else "FAILED: " + d.error
+        c.out.line(f"last {d.kind}: {d.started[:19]} {result}")
+    for p in st.problems:
+        c.out.line(f"problem: {p}")
+
+
+@app.command()
+def history(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Past deploys and rollbacks of this project: when, result, ledger versions, failed step."""
+    c = cli(ctx)
+    records = commands.history(c.settings())
+    if as_json:
+        c.out.emit_json({"deploys": records})
+        return
+    rows = [
+        (
+            r.started[:19],
+            r.kind,
+            r.env or "-",
+            "ok" if r.ok else f"FAILED at {r.failed_step or ''}",
+            f"{(r.ledger_before or ['-'])[-1]} → {(r.ledger_after or ['-'])[-1]}",
+        )
+        for r in records
+    ]
+    c.out.table(rows, ["started (UTC)", "kind", "env", "result", "ledger"])
+
+
+@app.command(
+    "schema",
+    epilog="Examples:\n\n  composekit schema\n\n  composekit schema --write            "
+    '# then set [deploy] expected_schema = "schema.sql"\n\n'
+    "  composekit schema --write --output db/schema.sql",
+)
+def schema_cmd(
+    ctx: typer.Context,
+    write: Annotated[
+        bool,
+        typer.Option("--write", help="Write it to [deploy] expected_schema (default schema.sql)."),
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="With --write: this file instead.")
+    ] = None,
+) -> None:
+    """The database's schema, normalized (pg_dump --schema-only minus comments, SET lines and
+    other noise). With [deploy] expected_schema set, deploy's verify step requires the migrated
+    database to match that file."""
+    c = cli(ctx)
+    if not write:
+        sys.stdout.write(commands.schema(c.settings()))
+        return
+    written = commands.write_schema(c.settings(), output)
+    c.out.line(f"wrote {written.path} ({written.lines} lines)")
+    if not written.configured:
+        c.out.line(
+            "deploy compares with it once composekit.toml has: "
+            f'[deploy] expected_schema = "{written.path.name}"'
+        )

@@ -1,0 +1,275 @@
+"""One plain function per verb (alembic's ``command.py``): typed settings and the verb's
+arguments in, a typed result out. The only place that composes the layers below; the CLI parses,
+calls one of these, and renders what it returns.
+
+>>> from composekit.config import load_settings
+>>> report = deploy(load_settings("shop"), env="staging")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from composekit.config import BackupMode, Settings
+from composekit.progress import Progress, silent
+
+if TYPE_CHECKING:  # the verbs import what they need when they run: `--help` stays light
+    from composekit.backup import Backup, RestoreReport
+    from composekit.deploy import HistoryRecord, KeptImage
+    from composekit.doctor import DoctorReport
+    from composekit.migrations import Migrator, PlannedStep, RunResult, Status
+    from composekit.scaffold import ScaffoldResult
+    from composekit.status import ProjectStatus
+
+Confirm = Callable[[str, str], None]
+"""Asked before a restore with (backup file name, database it replaces); raises to refuse."""
+
+
+# -- machine and project ----------------------------------------------------------------------
+
+
+def doctor(project_dir: Path, *, fix: bool = False, progress: Progress = silent) -> DoctorReport:
+    from composekit.doctor import doctor as run_doctor
+
+    return run_doctor(project_dir, fix=fix, progress=progress)
+
+
+def init(
+    directory: Path, layout: str, *, ci: str, name: str | None, db_image: str, force: bool
+) -> ScaffoldResult:
+    from composekit.scaffold import scaffold
+
+    return scaffold(directory, layout, ci=ci, name=name, db_image=db_image, force=force)
+
+
+def status(settings: Settings) -> ProjectStatus:
+    from composekit.status import project_status
+
+    return project_status(settings)
+
+
+def history(settings: Settings) -> list[HistoryRecord]:
+    from composekit.deploy import read_history
+
+    return read_history(settings.project_dir)
+
+
+# -- migrate ----------------------------------------------------------------------------------
+
+
+def _migrator(settings: Settings, progress: Progress, **overrides: Any) -> Migrator:
+    from composekit.migrations import Migrator
+
+    return Migrator.from_settings(settings, progress=progress, **overrides)
+
+
+def migrate_status(settings: Settings, *, progress: Progress = silent) -> Status:
+    return _migrator(settings, progress).status()
+
+
+def migrate_verify(settings: Settings, *, progress: Progress = silent) -> Status:
+    """Raises :class:`~composekit.errors.VerifyError` (exit 6) on any drift."""
+    return _migrator(settings, progress).verify()
+
+
+def migrate_plan(
+    settings: Settings,
+    *,
+    down: bool = False,
+    target: str | None = None,
+    steps: int | None = None,
+    progress: Progress = silent,
+) -> list[PlannedStep]:
+    return _migrator(settings, progress).plan("down" if down else "up", target, steps)
+
+
+def migrate_up(
+    settings: Settings,
+    *,
+    target: str | None = None,
+    steps: int | None = None,
+    atomic: bool = False,
+    allow_out_of_order: bool = False,
+    dry_run: bool = False,
+    progress: Progress = silent,
+) -> RunResult | list[PlannedStep]:
+    m = _migrator(settings, progress, allow_out_of_order=allow_out_of_order)
+    if dry_run:
+        return m.plan("up", target, steps)
+    return m.upgrade(target=target, steps=steps, atomic=atomic)
+
+
+def migrate_down(
+    settings: Settings,
+    *,
+    target: str | None = None,
+    steps: int | None = None,
+    dry_run: bool = False,
+    progress: Progress = silent,
+) -> RunResult | list[PlannedStep]:
+    m = _migrator(settings, progress)
+    if dry_run:
+        return m.plan("down", target, steps)
+    return m.downgrade(steps=steps, target=target)
+
+
+def migrate_new(settings: Settings, name: str) -> list[Path]:
+    from composekit.migrations import new_migration
+
+    return new_migration(settings.migrations_path, name, settings.migrations_format)
+
+
+def migrate_baseline(settings: Settings, version: str, *, progress: Progress = silent) -> RunResult:
+    return _migrator(settings, progress).baseline(version)
+
+
+def migrate_repair(
+    settings: Settings, *, forget: Sequence[str] = (), progress: Progress = silent
+) -> list[str]:
+    return _migrator(settings, progress).repair(forget=list(forget))
+
+
+# -- backups ------------------------------------------------------------------------------------
+
+
+def backup(
+    settings: Settings,
+    *,
+    label: str = "manual",
+    keep: int | None = None,
+    lock_wait_timeout: float = 30,
+    progress: Progress = silent,
+) -> Backup:
+    from composekit.backup import take_backup
+    from composekit.dbtarget import DbTarget
+
+    return take_backup(
+        DbTarget.from_settings(settings),
+        settings.backups_path,
+        label=label,
+        keep=settings.keep_backups if keep is None else keep,
+        lock_wait_timeout=lock_wait_timeout,
+        progress=progress,
+    )
+
+
+def backup_list(settings: Settings) -> list[Backup]:
+    from composekit.backup import list_backups
+
+    return list_backups(settings.backups_path)
+
+
+def restore(
+    settings: Settings,
+    name: str | None = None,
+    *,
+    snapshot: bool = True,
+    lock_wait: float = 0,
+    confirm: Confirm | None = None,
+    progress: Progress = silent,
+) -> RestoreReport:
+    """Restore ``name`` (default: the newest backup) under the deploy lock, stopping the same
+    services a deploy's undo stops. ``confirm`` is asked first (None: already confirmed)."""
+    from composekit.backup import find_backup, restore_backup
+    from composekit.dbtarget import DbTarget
+    from composekit.deploy import take_deploy_lock
+
+    target = DbTarget.from_settings(settings)
+    chosen = find_backup(settings.backups_path, name)
+    if confirm is not None:
+        confirm(chosen.path.name, target.database)
+    with ExitStack() as lock:  # never under a running deploy (nor one starting meanwhile)
+        take_deploy_lock(target, lock, lock_wait, progress)
+        return restore_backup(
+            target,
+            settings.backups_path,
+            str(chosen.path),
+            snapshot=snapshot,
+            stop_services=settings.database_users,
+            progress=progress,
+        )
+
+
+# -- deploy -------------------------------------------------------------------------------------
+
+
+def deploy(
+    settings: Settings,
+    *,
+    env: str | None = None,
+    timeout: float = 900,
+    backup_mode: BackupMode = BackupMode.AUTO,
+    lock_wait: float = 0,
+    maintenance: bool = False,
+    dry_run: bool = False,
+    progress: Progress = silent,
+) -> HistoryRecord | list[str]:
+    from composekit.deploy import deploy as run_deploy
+
+    return run_deploy(
+        settings,
+        env=env,
+        timeout=timeout,
+        backup_mode=backup_mode,
+        lock_wait=lock_wait,
+        maintenance=maintenance,
+        dry_run=dry_run,
+        progress=progress,
+    )
+
+
+def rollback(
+    settings: Settings,
+    *,
+    to: str | None = None,
+    env: str | None = None,
+    timeout: float = 900,
+    lock_wait: float = 0,
+    dry_run: bool = False,
+    progress: Progress = silent,
+) -> HistoryRecord | list[str]:
+    from composekit.deploy import rollback as run_rollback
+
+    return run_rollback(
+        settings,
+        to=to,
+        env=env,
+        timeout=timeout,
+        lock_wait=lock_wait,
+        dry_run=dry_run,
+        progress=progress,
+    )
+
+
+def rollback_list(settings: Settings, *, env: str | None = None) -> list[KeptImage]:
+    from composekit.deploy import list_kept
+
+    return list_kept(settings, env=env)
+
+
+# -- schema -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchemaFile:
+    path: Path
+    lines: int
+    configured: bool  # whether [deploy] expected_schema already names it
+
+
+def schema(settings: Settings) -> str:
+    """The database's schema, normalized (see :func:`composekit.dbtarget.normalize_schema`)."""
+    from composekit.dbtarget import DbTarget
+
+    return DbTarget.from_settings(settings).schema()
+
+
+def write_schema(settings: Settings, output: Path | None = None) -> SchemaFile:
+    text = schema(settings)
+    path = settings.path(output) if output else settings.expected_schema_path
+    path.write_text(text)
+    return SchemaFile(path, len(text.splitlines()), bool(settings.expected_schema))

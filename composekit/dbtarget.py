@@ -1,0 +1,180 @@
+"""The database as its container sees it: ``psql`` and ``pg_dump`` run inside the db service
+(unix socket, trusted locally — the official image's contract), so their versions always match the
+server and no password travels anywhere."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from composekit import proc
+from composekit.compose import ComposeProject
+from composekit.compose_errors import translate
+from composekit.config import Settings
+from composekit.errors import DockerError
+from composekit.migrations import Ledger, LedgerRow
+
+
+@dataclass(frozen=True)
+class DbTarget:
+    """How to reach the database from inside its container."""
+
+    project: ComposeProject
+    service: str
+    user: str
+    database: str
+    ledger_table: str = "schema_migrations"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, project: ComposeProject | None = None) -> DbTarget:
+        project = project or ComposeProject.from_settings(settings)
+        services = project.config().get("services", {})
+        if settings.db_service not in services:
+            project.require_services(settings.db_service)  # raises, naming the services there are
+        env = services[settings.db_service].get("environment") or {}
+        user = env.get("POSTGRES_USER") or "postgres"
+        return cls(
+            project,
+            settings.db_service,
+            user,
+            env.get("POSTGRES_DB") or user,
+            settings.ledger_table,
+        )
+
+    def psql(
+        self,
+        *sql: str,
+        database: str | None = None,
+        timeout: float = 120,
+        script: str | None = None,
+    ) -> str:
+        """Run one or more commands in one psql process (each ``-c`` commits on its own), or a
+        ``script`` (which may use psql's own ``\\gset`` / ``\\if``) read from stdin."""
+        argv = ["psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-U", self.user]
+        argv += ["-d", database or self.database]
+        for command in sql:
+            argv += ["-c", command]
+        return self.project.exec(self.service, argv, timeout=timeout, input=script).stdout.strip()
+
+    def session(self, application_name: str, database: str = "postgres") -> PsqlSession:
+        """A psql session kept open (e.g. to hold an advisory lock for as long as it lives)."""
+        return PsqlSession(
+            self.project.session(
+                self.service,
+                ["psql", "-X", "-q", "-tA", "-U", self.user, "-d", database],
+                env={"PGAPPNAME": application_name[:63]},
+            )
+        )
+
+    # -- the ledger: one reader, shared with the engine (Ledger's SQL and parser) ---------------
+    def read_ledger(self, database: str | None = None) -> tuple[str, list[LedgerRow] | None]:
+        """(server version, the ledger rows — ``None`` without a ledger table), one round trip."""
+        ledger = Ledger(self.ledger_table)
+        script = (
+            f"SELECT to_regclass({_literal(ledger.regclass)}) IS NOT NULL AS ck_has \\gset\n"
+            "\\if :ck_has\n"
+            f"SELECT json_build_object('server', current_setting('server_version'), "
+            f"'ledger', ({ledger.select_json_sql()}));\n"
+            "\\else\n"
+            "SELECT json_build_object('server', current_setting('server_version'), 'ledger', NULL);\n"
+            "\\endif\n"
+        )
+        data = json.loads(self.psql(script=script, database=database, timeout=60))
+        rows = data["ledger"]
+        return data["server"], None if rows is None else ledger.parse_rows(rows)
+
+    def ledger_rows(self) -> list[LedgerRow] | None:
+        """The whole ledger, or ``None`` without a ledger table."""
+        return self.read_ledger()[1]
+
+    def applied(self) -> list[str] | None:
+        """Every applied ledger version, in order; ``None`` when there is no ledger table."""
+        rows = self.ledger_rows()
+        return None if rows is None else [r.version for r in rows]
+
+    def versions(self, database: str | None = None) -> tuple[str, str | None]:
+        """(server version, newest ledger version)."""
+        server, rows = self.read_ledger(database)
+        return server, (rows[-1].version if rows else None)
+
+    def ledger_version(self, database: str | None = None) -> str | None:
+        return self.versions(database)[1]
+
+    def schema(self) -> str:
+        """The schema as ``pg_dump --schema-only`` prints it, normalized (see :func:`normalize_schema`)."""
+        argv = ["pg_dump", "--schema-only", "--no-owner", "--no-privileges"]
+        argv += ["-U", self.user, "-d", self.database]
+        return normalize_schema(self.project.exec(self.service, argv, timeout=300).stdout)
+
+    def system_identifier(self) -> str:
+        """The cluster's identity: it changes only when the volume is initialised anew."""
+        return self.psql("SELECT system_identifier FROM pg_control_system()")
+
+    def row_counts(self, database: str | None = None) -> dict[str, int]:
+        """Exact row count of every user table (``schema.table``), in one round trip."""
+        out = self.psql(
+            "SELECT format('%I.%I', n.nspname, c.relname) || '|' || (xpath('/row/c/text()', "
+            "query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname), "
+            "false, true, '')))[1]::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1",
+            database=database,
+        )
+        counts = {}
+        for line in out.splitlines():
+            table, _, n = line.rpartition("|")
+            counts[table] = int(n)
+        return counts
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class PsqlSession:
+    """Just enough of a psycopg connection over a psql session for :func:`composekit.db.advisory_lock`:
+    ``execute(sql, params).fetchone()``, parameters inlined as literals (ints and strings only)."""
+
+    END = "__composekit_end__"
+
+    def __init__(self, session: proc.Session) -> None:
+        self.session = session
+        self.rows: list[tuple[Any, ...]] = []
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> PsqlSession:
+        for value in params or []:
+            literal = str(value) if isinstance(value, int) else _literal(str(value))
+            sql = sql.replace("%s", literal, 1)
+        errors = len(self.session.errors)
+        self.rows = []
+        try:
+            self.session.send(sql.rstrip().rstrip(";") + ";")
+            self.session.send(f"\\echo {self.END}")
+            while (line := self.session.read_line()) != self.END:
+                self.rows.append(tuple({"t": True, "f": False}.get(v, v) for v in line.split("|")))
+        except proc.CommandFailed as exc:  # the session ended: Docker or the db container is down
+            raise translate("docker compose exec psql", exc.stderr, exc.returncode) from exc
+        if len(self.session.errors) > errors:
+            raise DockerError(
+                f"psql: {self.session.errors[errors]}", hint="see PostgreSQL's message"
+            )
+        return self
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.rows[0] if self.rows else None
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def normalize_schema(text: str) -> str:
+    """Drop what differs between two dumps of one schema: comments (they name the server and dump
+    versions), blank lines, ``SET`` lines and pg_dump 15.18's random ``\\restrict`` keys."""
+    noise = ("--", "\\restrict", "\\unrestrict", "SET ", "SELECT pg_catalog.set_config(")
+    lines = [ln.rstrip() for ln in text.splitlines()]
+    return "\n".join(ln for ln in lines if ln and not ln.startswith(noise)) + "\n"

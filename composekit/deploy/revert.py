@@ -1,0 +1,90 @@
+"""Put the database back as it was before this deploy.
+
+Preference (DESIGN.md): the down sections of the migrations this deploy applied, newest first —
+run with the NEW image, the one holding those files — and only if one has no down section (or
+the down run fails), a restore of the backup taken at the start, after a safety snapshot of the
+failed state, reporting per table the row counts that differ.
+"""
+
+from __future__ import annotations
+
+from composekit.backup import restore_backup
+from composekit.deploy.state import DeployState
+from composekit.deploy.web import point_back
+from composekit.errors import ComposekitError
+from composekit.migrations import version_key
+
+
+def applied_since(s: DeployState, now: list[str]) -> list[str]:
+    """The versions in ``now`` the ledger did not hold when the deploy took its lock."""
+    before = {version_key(v) for v in (s.ledger_before or [])}
+    return [v for v in now if version_key(v) not in before]
+
+
+def container_migrations_dir(s: DeployState) -> str:
+    """The migrations directory as the migrator container sees it: the project-relative setting,
+    resolved against the container's working directory (the image copies the project there)."""
+    d = s.settings.migrations_dir
+    return d.as_posix() if not d.is_absolute() else "migrations"
+
+
+def revert_database(s: DeployState) -> str:
+    """Undo the migrations applied since the deploy started (down sections, else restore)."""
+    service = s.settings.migrate_service
+    if s.project.remove_oneoffs(service):
+        s.progress(f"removed a {service} container still running from this deploy")
+    ours = applied_since(s, s.ctx.target.applied() or [])
+    if not ours:
+        return "no migration of this deploy was applied"
+    files = {m.key: m for m in s.ctx.source.migrations}
+    downs = all((m := files.get(version_key(v))) is not None and m.down is not None for v in ours)
+    if downs and s.web.new:
+        target = max(s.ledger_before, key=version_key) if s.ledger_before else "0"
+        argv = ["composekit", "migrate", "down", "--target", target]
+        argv += ["--dir", container_migrations_dir(s)]
+        try:
+            s.project.tag_image(s.web.new, s.web.name)  # the image that holds these files
+            r = s.project.run(
+                service,
+                argv,
+                timeout=s.deadline.remaining(),
+                on_line=lambda ln: s.progress(f"  down | {ln}"),
+                no_deps=True,
+            )
+        finally:
+            point_back(s)
+        if r.returncode == 0:
+            return f"reverted {', '.join(reversed(ours))} with their down sections"
+        s.progress("down sections failed; restoring the pre-deploy backup instead")
+    return restore_pre_deploy(s, ours)
+
+
+def restore_pre_deploy(s: DeployState, ours: list[str]) -> str:
+    if s.backup is None:
+        raise ComposekitError(
+            f"cannot undo migrations {', '.join(ours)}: no down section and no backup (--no-backup)",
+            hint="restore a backup by hand: composekit restore",
+        )
+    report = restore_backup(
+        s.ctx.target,
+        s.settings.backups_path,
+        str(s.backup.path),
+        snapshot=True,
+        stop_services=s.settings.database_users,
+        compare_rows=True,  # no deadline: a restore under way is worse to stop than to finish
+        progress=s.progress,
+    )
+    snap = report.snapshot.path if report.snapshot else "none"
+    if report.row_changes:
+        s.progress(
+            "rows that differ from the backup (failed state → restored), to reconcile from the "
+            f"snapshot {snap}:"
+        )
+        for change in report.row_changes:
+            s.progress(f"  {change}")
+    differ = (
+        f"rows differ in {', '.join(str(c) for c in report.row_changes)}"
+        if report.row_changes
+        else "no table's row count differs"
+    )
+    return f"restored {s.backup.path.name}; {differ}; the failed state is in the snapshot {snap}"

@@ -1,0 +1,116 @@
+"""``composekit deploy``: plan the steps for the layout, run them (undone on failure), record the
+run in the history."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from composekit.config import BackupMode, Settings
+from composekit.deploy.history import HistoryRecord, RunKind, record_history
+from composekit.deploy.initscripts import InitScripts
+from composekit.deploy.runner import RunReport, Step, run_steps
+from composekit.deploy.state import DeployState, new_state
+from composekit.deploy.steps import (
+    BuildImages,
+    DeployLock,
+    DeployWeb,
+    Maintenance,
+    Migrate,
+    Preflight,
+    Resume,
+    StartDatabase,
+    TakeBackup,
+    Together,
+)
+from composekit.deploy.verify import Verify
+from composekit.errors import ComposekitError
+from composekit.progress import Progress, silent
+
+
+def plan_steps(s: DeployState, lock_wait: float) -> list[Step]:
+    layout = s.settings.layout
+    steps: list[Step] = [Preflight(s), StartDatabase(s), DeployLock(s, lock_wait)]
+    if not layout.runs_migrations:
+        steps.append(InitScripts(s))
+    if s.ctx.maintenance:  # nothing may write between the web stopping and the backup
+        steps += [BuildImages(s), Maintenance(s), TakeBackup(s)]
+    else:
+        steps.append(Together(BuildImages(s), TakeBackup(s)))
+    if layout.has_migrator:
+        steps += [Migrate(s), Verify(s), DeployWeb(s)]
+    elif layout.web_migrates:
+        steps += [Migrate(s), DeployWeb(s), Verify(s)]  # the web migrates as it starts
+    else:
+        steps += [Verify(s), DeployWeb(s)]  # init-scripts: nothing to migrate
+    return steps + ([Resume(s)] if s.ctx.maintenance else [])
+
+
+def deploy(
+    settings: Settings,
+    *,
+    env: str | None = None,
+    timeout: float = 900,
+    backup_mode: BackupMode = BackupMode.AUTO,
+    lock_wait: float = 0,
+    maintenance: bool = False,
+    dry_run: bool = False,
+    progress: Progress = silent,
+) -> HistoryRecord | list[str]:
+    """Run (or with ``dry_run`` describe) the deploy; records it in ``.composekit/history.jsonl``.
+    ``timeout`` bounds the whole run; an undo gets as long again."""
+    s = new_state(
+        settings,
+        env=env,
+        timeout=timeout,
+        progress=progress,
+        backup_mode=backup_mode,
+        maintenance=maintenance,
+    )
+    return execute(s, plan_steps(s, lock_wait), kind=RunKind.DEPLOY, dry_run=dry_run)
+
+
+def describe(steps: list[Step]) -> list[str]:
+    return [f"{i}. {st.name}: {st.describe()}" for i, st in enumerate(steps, 1)]
+
+
+def execute(
+    s: DeployState, steps: list[Step], *, kind: RunKind, dry_run: bool
+) -> HistoryRecord | list[str]:
+    """Run ``steps`` (undone on failure), always release the lock, and record the run."""
+    if dry_run:
+        return describe(steps)
+    started = datetime.now(UTC).isoformat()
+    run = RunReport()
+    error: ComposekitError | None = None
+    try:
+        run_steps(steps, s.progress, run, what=str(kind), before_undo=s.start_undo)
+    except ComposekitError as exc:
+        error = exc
+    finally:
+        s.lock.close()
+    after = s.ledger_after
+    if error is not None or after is None:
+        try:
+            after = s.ctx.target.applied()
+        except ComposekitError:
+            after = None
+    record = HistoryRecord(
+        id=uuid.uuid4().hex[:12],
+        kind=kind,
+        env=s.ctx.env,
+        started=started,
+        finished=datetime.now(UTC).isoformat(),
+        ok=error is None,
+        steps=run.steps,
+        error=run.error,
+        ledger_before=s.ledger_before,
+        ledger_after=after,
+        backup=str(s.backup.path) if s.backup else None,
+        web_before=s.web.previous,
+        web_after=s.web.new if error is None and s.web.new else s.web.previous,
+    )
+    record_history(s.settings.project_dir, record)
+    if error is not None:
+        raise error
+    return record

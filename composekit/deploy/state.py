@@ -1,0 +1,104 @@
+"""What the steps of one deploy (or rollback) share.
+
+:class:`DeployContext` is what every step reads and none changes. :class:`DeployState` is what
+steps learn on the way; each field has one writer, named beside it, so the two steps that run at
+the same time (build and backup) never write the same field.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+from composekit.backup import Backup
+from composekit.compose import ComposeProject
+from composekit.config import BackupMode, Settings
+from composekit.dbtarget import DbTarget
+from composekit.deadline import Deadline
+from composekit.errors import UsageError
+from composekit.migrations import Source, load_source, pending
+from composekit.progress import Progress
+
+OVERLAYS = {"staging": "compose.staging.yaml", "prod": "compose.prod.yaml"}
+
+
+@dataclass(frozen=True)
+class DeployContext:
+    settings: Settings
+    project: ComposeProject
+    target: DbTarget
+    source: Source
+    progress: Progress
+    timeout: float  # --timeout: the whole run's budget (and again for an undo)
+    env: str | None = None
+    backup_mode: BackupMode = BackupMode.AUTO
+    maintenance: bool = False
+
+
+@dataclass
+class WebImages:
+    """The web's image name and IDs (written by the build step, or rollback's web step)."""
+
+    name: str = ""
+    previous: str | None = None  # the ID the running web used before this run
+    new: str | None = None
+
+
+@dataclass
+class DeployState:
+    ctx: DeployContext
+    deadline: Deadline  # the run's; replaced by a fresh one for the undo
+    web: WebImages = field(default_factory=WebImages)
+    lock: ExitStack = field(default_factory=ExitStack)  # lock step; closed when the run ends
+    ledger_before: list[str] | None = None  # lock step
+    ledger_after: list[str] | None = None  # verify step
+    backup: Backup | None = None  # backup step
+    stopped: list[str] = field(default_factory=list)  # maintenance step
+
+    @property
+    def settings(self) -> Settings:
+        return self.ctx.settings
+
+    @property
+    def project(self) -> ComposeProject:
+        return self.ctx.project
+
+    def progress(self, line: str) -> None:
+        self.ctx.progress(line)
+
+    def pending(self) -> list[str]:
+        """Versions the ledger read at the lock step does not hold."""
+        return [m.version for m in pending(self.ctx.source, self.ledger_before or [])]
+
+    def start_undo(self) -> None:
+        """The undo gets a budget of its own: the run's may be spent (that may be why it failed)."""
+        self.deadline = Deadline(self.ctx.timeout)
+
+
+def new_state(
+    settings: Settings,
+    *,
+    env: str | None,
+    timeout: float,
+    progress: Progress,
+    backup_mode: BackupMode = BackupMode.AUTO,
+    maintenance: bool = False,
+) -> DeployState:
+    """The context of a deploy (or rollback); checks ``--env``. The deadline starts here."""
+    deadline = Deadline(timeout)
+    overlay = OVERLAYS.get(env) if env else None
+    if env and overlay is None:
+        raise UsageError(f"unknown environment {env!r}", hint="use --env staging or --env prod")
+    project = ComposeProject.from_settings(settings, overlay=overlay)
+    ctx = DeployContext(
+        settings,
+        project,
+        DbTarget.from_settings(settings, project),
+        load_source(settings.migrations_path, settings.migrations_format),
+        progress,
+        timeout,
+        env,
+        backup_mode,
+        maintenance,
+    )
+    return DeployState(ctx, deadline)

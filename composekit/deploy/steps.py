@@ -1,0 +1,334 @@
+"""The deploy's steps: preflight → database → lock → build + backup → migrate → verify → web.
+
+Each step reads the :class:`DeployContext`, writes its own fields of the :class:`DeployState`,
+and knows how to undo itself (see :mod:`composekit.deploy.runner`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor, wait
+
+from composekit.backup import take_backup
+from composekit.config import BackupMode
+from composekit.deploy.lock import take_deploy_lock
+from composekit.deploy.revert import applied_since, revert_database
+from composekit.deploy.runner import Skipped, Step
+from composekit.deploy.state import DeployState
+from composekit.deploy.web import (
+    keep_image,
+    point_back,
+    previous_web_back,
+    short,
+    start_services,
+    start_web,
+    web_back_by_hand,
+)
+from composekit.doctor import MIN_FREE_BYTES  # the floor `composekit doctor` checks
+from composekit.errors import ComposekitError, ConfigError
+from composekit.migrations import compare, drift_error
+
+
+class StateStep(Step):
+    """A step of one deploy: it reads and writes that deploy's :class:`DeployState`."""
+
+    def __init__(self, s: DeployState) -> None:
+        self.s = s
+
+
+class Preflight(StateStep):
+    name = "preflight"
+    changes_nothing = True
+
+    def describe(self) -> str:
+        return "compose files, services, migrations, disk"
+
+    def run(self) -> str:
+        st = self.s.settings
+        services = [st.db_service, st.web_service]
+        if st.layout.has_migrator:
+            services.append(st.migrator_service)
+        self.s.project.config()  # read once, here, before steps run side by side
+        self.s.project.require_services(*services)
+        if st.expected_schema and not st.expected_schema_path.is_file():
+            raise ConfigError(
+                f"expected_schema {st.expected_schema_path} does not exist",
+                hint="write it from a database at the right version: composekit schema --write",
+            )
+        migrations = self.s.ctx.source.migrations
+        if not st.layout.runs_migrations and migrations:
+            raise ConfigError(
+                f"{len(migrations)} migration file(s) in {st.migrations_dir}, but the "
+                "init-scripts layout never runs migrations",
+                hint='switch to the migrator layout (layout = "migrator" in composekit.toml and a '
+                "migrator service, as `composekit init --layout migrator` writes it); "
+                "`composekit migrate baseline` adopts the existing schema",
+            )
+        free = shutil.disk_usage(st.project_dir).free
+        if free < MIN_FREE_BYTES:
+            raise ConfigError(
+                f"only {free / 1024**3:.1f} GiB free for the backup (at least "
+                f"{MIN_FREE_BYTES / 1024**3:g} GiB needed)",
+                hint="free some disk space",
+            )
+        return f"{len(migrations)} migration file(s), layout {st.layout}"
+
+
+class StartDatabase(StateStep):
+    name = "database"
+    changes_nothing = True
+
+    def describe(self) -> str:
+        return f"make sure {self.s.settings.db_service} is up and healthy"
+
+    def run(self) -> str | Skipped:
+        db = self.s.settings.db_service
+        if self.s.project.health(db) in ("healthy", "running"):
+            return Skipped("already up")
+        # never recreate a running database: another deploy (from another checkout, whose paths
+        # differ) may be using it; changing the db service itself is not a deploy's job
+        self.s.project.up(
+            [db], wait=True, wait_timeout=self.s.deadline.whole_seconds(), no_recreate=True
+        )
+        return f"started {db}"
+
+
+class DeployLock(StateStep):
+    """Take the deploy lock (:mod:`composekit.deploy.lock`), then read the ledger."""
+
+    name = "lock"
+    changes_nothing = True
+
+    def __init__(self, s: DeployState, wait: float, check_ledger: bool = True) -> None:
+        super().__init__(s)
+        self.wait = wait
+        self.check_ledger = check_ledger  # a rollback touches no migration: it only reads it
+
+    def describe(self) -> str:
+        then = (
+            "compare the ledger with the migration files"
+            if self.check_ledger
+            else "read the ledger"
+        )
+        return f"take the deploy lock in the database (waiting up to {self.wait:g}s); {then}"
+
+    def run(self) -> str:
+        target = self.s.ctx.target
+        take_deploy_lock(target, self.s.lock, self.wait, self.s.progress)
+        rows = target.ledger_rows()
+        self.s.ledger_before = [r.version for r in rows] if rows is not None else None
+        if self.check_ledger:  # the migrator would refuse these: say so before anything changes
+            _, problems = compare(rows or [], self.s.ctx.source)
+            if problems:
+                raise drift_error(problems, self.s.settings.migrations_path, target.ledger_table)
+        current = self.s.ledger_before[-1] if self.s.ledger_before else "nothing applied"
+        return f"ledger at {current}; pending: {', '.join(self.s.pending()) or 'none'}"
+
+
+class TakeBackup(StateStep):
+    name = "backup"
+
+    def describe(self) -> str:
+        return {
+            BackupMode.ALWAYS: "back up the database",
+            BackupMode.NEVER: "skipped (--no-backup)",
+        }.get(self.s.ctx.backup_mode, "back up the database when migrations are pending")
+
+    def run(self) -> str | Skipped:
+        mode = self.s.ctx.backup_mode
+        if mode is BackupMode.NEVER:
+            return Skipped("--no-backup")
+        if mode is BackupMode.AUTO and not self.s.pending():
+            return Skipped("nothing pending")
+        self.s.backup = take_backup(
+            self.s.ctx.target,
+            self.s.settings.backups_path,
+            label="pre-deploy",
+            keep=self.s.settings.keep_backups,
+            timeout=self.s.deadline.remaining(),
+            progress=self.s.progress,
+        )
+        return str(self.s.backup.path.name)
+
+    def undo(self) -> str:
+        return f"kept {self.s.backup.path}" if self.s.backup else ""
+
+
+class BuildImages(StateStep):
+    name = "build"
+
+    def describe(self) -> str:
+        return f"remember the running {self.s.settings.web_service} image, build the new one"
+
+    def run(self) -> str:
+        st, web = self.s.settings, self.s.web
+        web.previous = self.s.project.image_of(st.web_service)
+        web.name = self.s.project.image_name(st.web_service)
+        services = [st.web_service]
+        if st.layout.has_migrator and self.s.project.image_name(st.migrator_service) != web.name:
+            services.append(st.migrator_service)
+        # one build per image name: compose labels each build with its service, so building web
+        # and a migrator sharing its image gives two IDs and the tag goes to whichever ends last
+        # (the web would then be "changed" on every deploy)
+        self.s.project.build(services, timeout=self.s.deadline.remaining())
+        web.new = self.s.project.image_id(web.name)
+        return f"{web.name} {short(web.new)} (previous {short(web.previous)})"
+
+    def undo(self) -> str:
+        if point_back(self.s):
+            return f"{self.s.web.name} points at {short(self.s.web.previous)} again"
+        return ""
+
+
+class Migrate(StateStep):
+    name = "migrate"
+
+    def describe(self) -> str:
+        st = self.s.settings
+        if st.layout.has_migrator:
+            return f"docker compose run --rm {st.migrator_service}"
+        return f"migrations run as the new {st.web_service} starts (app-startup)"
+
+    def run(self) -> str | Skipped:
+        st = self.s.settings
+        if not st.layout.has_migrator:
+            return Skipped("deferred to the web start")
+        if not self.s.pending():
+            return Skipped("nothing pending")
+        lines: list[str] = []
+
+        def show(line: str) -> None:
+            lines.append(line)
+            self.s.progress(f"  migrator | {line}")
+
+        r = self.s.project.run(
+            st.migrator_service, timeout=self.s.deadline.remaining(), on_line=show, no_deps=True
+        )
+        if r.returncode != 0:
+            tail = [ln for ln in lines if ln.strip()][-8:]
+            err = next(
+                (ln.removeprefix("error: ") for ln in reversed(lines) if ln.startswith("error: ")),
+                "",
+            )
+            raise ComposekitError(
+                f"the migrator exited {r.returncode}: {err or 'see its output'}", details=tail
+            )
+        # what it applied, from the ledger itself (whatever the migrator printed)
+        ours = applied_since(self.s, self.s.ctx.target.applied() or [])
+        return f"applied {', '.join(ours)}" if ours else "applied nothing"
+
+    def undo(self) -> str:
+        return revert_database(self.s)
+
+    def manual_undo(self) -> str:
+        b = self.s.backup
+        return (
+            f"composekit restore {b.path.name} --yes"
+            if b
+            else "composekit migrate down (for this deploy's migrations)"
+        )
+
+
+class DeployWeb(StateStep):
+    name = "web"
+
+    def describe(self) -> str:
+        return f"up -d {self.s.settings.web_service} with the new image; wait until its healthcheck passes"
+
+    def run(self) -> str:
+        web, images = self.s.settings.web_service, self.s.web
+        if images.new and images.new == images.previous:
+            if web in self.s.stopped:  # by --maintenance
+                start_web(self.s)
+                return f"{web} started again on {short(images.new)}: unchanged"
+            return f"{web} already runs {short(images.new)}: unchanged"
+        start_web(self.s)
+        kept = ""
+        if images.previous:  # so `composekit rollback` can return to it
+            kept = f"; previous kept as {keep_image(self.s, images.previous)}"
+        return f"{web} healthy on {short(images.new)}{kept}"
+
+    def undo(self) -> str:
+        db = ""
+        if self.s.settings.layout.web_migrates:
+            # the new web re-runs its migrations on every restart, and the old one would refuse a
+            # ledger holding versions it has no files for: stop it, revert, then start the old one
+            self.s.project.stop([self.s.settings.web_service])
+            db = revert_database(self.s) + "; "
+        return db + previous_web_back(self.s)
+
+    def manual_undo(self) -> str:
+        return web_back_by_hand(self.s)
+
+
+class Together(Step):
+    """Two independent steps at once (the image build and the backup: one keeps Docker busy, the
+    other the database). Fails if either fails, after both have ended; its undo undoes both."""
+
+    def __init__(self, *steps: Step) -> None:
+        self.steps = steps
+        self.name = "+".join(st.name for st in steps)
+        self.changes_nothing = all(st.changes_nothing for st in steps)
+
+    def describe(self) -> str:
+        return "; ".join(f"{st.name}: {st.describe()}" for st in self.steps)
+
+    def run(self) -> str:
+        with ThreadPoolExecutor(len(self.steps)) as pool:
+            futures = [pool.submit(st.run) for st in self.steps]
+            try:
+                wait(futures)
+            except KeyboardInterrupt:
+                wait(futures)  # let both end (they are bounded) before anything is undone
+                raise
+        results = [f.result() for f in futures]  # the first failure, in step order
+        return "; ".join(
+            f"{st.name}: {r.reason if isinstance(r, Skipped) else r}"
+            for st, r in zip(self.steps, results, strict=True)
+        )
+
+    def undo(self) -> str:
+        done = [st.undo() for st in reversed(self.steps)]
+        return "; ".join(d for d in done if d)
+
+
+class Maintenance(StateStep):
+    """``--maintenance``: stop the web (or ``[deploy] maintenance``) from before the backup until
+    the new version is up, for migrations the old web cannot live with; a restore loses nothing."""
+
+    name = "maintenance"
+
+    def __init__(self, s: DeployState) -> None:
+        super().__init__(s)
+        self.services = list(s.settings.maintenance_services) or [s.settings.web_service]
+
+    def describe(self) -> str:
+        return f"stop {', '.join(self.services)} until the new version is up"
+
+    def run(self) -> str:
+        running = sorted({x.service for x in self.s.project.ps(self.services, all=False)})
+        if running:
+            self.s.project.stop(running)
+        self.s.stopped = running
+        return f"stopped {', '.join(running)}" if running else "nothing was running"
+
+    def undo(self) -> str:
+        if not self.s.stopped:
+            return ""
+        point_back(self.s)  # so they start on the image they ran before
+        start_services(self.s, self.s.stopped)
+        return f"started {', '.join(self.s.stopped)} again"
+
+
+class Resume(StateStep):
+    name = "resume"
+
+    def describe(self) -> str:
+        return "start the other services --maintenance stopped"
+
+    def run(self) -> str | Skipped:
+        others = [x for x in self.s.stopped if x != self.s.settings.web_service]
+        if not others:
+            return Skipped("nothing else to start")
+        start_services(self.s, others)
+        return f"started {', '.join(others)}"

@@ -1,0 +1,281 @@
+"""Sending one migration section to the server, with its ledger change, timeouts and retries.
+
+* A transactional section goes as ONE simple-query message: ``set_config(lock_timeout…)``, the
+  file's SQL, then the ledger change. PostgreSQL runs a multi-statement message as one implicit
+  transaction, so the migration and its ledger row commit together or not at all.
+* A non-transactional one runs statement by statement in autocommit, its ledger row ``dirty``
+  meanwhile, so an interrupted run is visible and ``repair`` can clean up.
+* Lock timeouts (SQLSTATE 55P03) are retried with backoff; the :class:`BlockerWatch` names who
+  blocked the statement.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from composekit.db import BlockerWatch
+from composekit.errors import MigrationError
+from composekit.migrations.ledger import Ledger, LedgerRow
+from composekit.migrations.results import Applied, Direction, section_transactional
+from composekit.migrations.source import Migration, Section
+from composekit.migrations.sqlerrors import (
+    blockers_text,
+    done_details,
+    error_offset,
+    offset_of_line,
+    sql_error,
+)
+from composekit.progress import Progress
+from composekit.redact import redact
+
+
+def invalid_indexes(work: Any, sql_text: str | None) -> list[tuple[str, str]]:
+    """INVALID indexes (a killed CONCURRENTLY build); only those named in ``sql_text`` if given."""
+    rows = work.execute(
+        "SELECT n.nspname, c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid "
+        "AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+    ).fetchall()
+    if sql_text is None:
+        return [(r[0], r[1]) for r in rows]
+    words = set(re.findall(r"[\w$]+", sql_text.lower()))
+    return [(r[0], r[1]) for r in rows if r[1].lower() in words]
+
+
+def drop_index(work: Any, index: tuple[str, str]) -> None:
+    from psycopg import sql
+
+    work.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(*index)))
+
+
+@dataclass
+class Applier:
+    """Runs sections on ``work`` (autocommit, the migration lock held elsewhere)."""
+
+    work: Any
+    watch: BlockerWatch
+    ledger: Ledger
+    who: str
+    lock_timeout: float
+    statement_timeout: float | None
+    lock_retries: int
+    retry_backoff: float
+    progress: Progress
+
+    def apply(self, m: Migration, done: list[Applied]) -> Applied:
+        if not m.transactional:
+            return self._run_autocommit(m, m.up, Direction.UP, done)
+        insert = self.ledger.insert_sql(self.work, m, self.who)
+        return self._run_message(m, m.up, insert, Direction.UP, done)
+
+    def revert(self, row: LedgerRow, m: Migration, done: list[Applied]) -> Applied:
+        assert m.down is not None
+        if not section_transactional(m.down):
+            return self._run_autocommit(m, m.down, Direction.DOWN, done, ledger_row=row)
+        delete = self.ledger.delete_sql(self.work, row.version)
+        return self._run_message(m, m.down, delete, Direction.DOWN, done)
+
+    def apply_atomic(self, todo: list[Migration]) -> list[Applied]:
+        """All of ``todo`` in one transaction (transactional migrations only)."""
+        import psycopg
+
+        work = self.work
+        done: list[Applied] = []
+        try:
+            with work.transaction():
+                work.execute(self._prefix(local=True))
+                for m in todo:
+                    t0 = time.perf_counter()
+                    try:
+                        work.execute(m.up.sql + "\n;\n" + self.ledger.insert_sql(work, m, self.who))
+                    except psycopg.Error as exc:
+                        raise sql_error(
+                            m.up,
+                            exc,
+                            error_offset(exc, 0, len(m.up.sql)),
+                            [],
+                            Direction.UP,
+                            committed=False,
+                        ) from exc
+                    done.append(
+                        Applied(m.version, m.name, int((time.perf_counter() - t0) * 1000), True)
+                    )
+        except MigrationError as err:
+            err.details.insert(
+                0, f"--atomic: all {len(todo)} migrations of this run were rolled back"
+            )
+            raise
+        for a in done:
+            self.progress(f"applied {a.version}_{a.name} ({a.duration_ms} ms, atomic)")
+        return done
+
+    def _prefix(self, local: bool) -> str:
+        scope = str(local).lower()
+        parts = [f"SELECT set_config('lock_timeout', '{int(self.lock_timeout * 1000)}ms', {scope})"]
+        if self.statement_timeout:
+            parts.append(
+                f"SELECT set_config('statement_timeout', '{int(self.statement_timeout * 1000)}ms', {scope})"
+            )
+        return ";\n".join(parts) + ";\n"
+
+    def _backoff(self, attempt: int) -> float:
+        return self.retry_backoff * (2 ** (attempt - 1))
+
+    def _run_message(
+        self,
+        m: Migration,
+        section: Section,
+        ledger_sql: str,
+        direction: Direction,
+        done: list[Applied],
+    ) -> Applied:
+        """One implicit transaction: timeouts + the section + the ledger change, with retries."""
+        import psycopg
+
+        prefix = self._prefix(local=True)
+        message = prefix + section.sql + "\n;\n" + ledger_sql
+        attempt = 0
+        while True:
+            attempt += 1
+            t0 = time.perf_counter()
+            try:
+                with self.watch.watching() as watch:
+                    self.work.execute(message)
+            except psycopg.errors.LockNotAvailable as exc:
+                who = blockers_text(watch.blockers)
+                if attempt > self.lock_retries:
+                    raise MigrationError(
+                        f"{section.path.name}: gave up after {attempt} tries: lock timeout "
+                        f"({self.lock_timeout:g}s) waiting for {who}; nothing of it was applied",
+                        hint="end or wait out the blocking session, or raise lock_timeout",
+                        details=done_details(done),
+                    ) from exc
+                wait = self._backoff(attempt)
+                self.progress(
+                    f"{section.path.name}: lock timeout waiting for {who}; "
+                    f"retry {attempt}/{self.lock_retries} in {wait:g}s"
+                )
+                time.sleep(wait)
+                continue
+            except psycopg.OperationalError as exc:
+                raise MigrationError(
+                    f"{section.path.name}: lost the database connection while applying it: {redact(str(exc)).strip()}",
+                    hint="the transaction was not committed; check `composekit migrate status` and rerun",
+                    details=done_details(done),
+                ) from exc
+            except psycopg.Error as exc:
+                offset = error_offset(exc, len(prefix), len(section.sql))
+                if offset is None:
+                    offset = self._locate_failure(prefix, section, exc)
+                raise sql_error(section, exc, offset, done, direction, committed=False) from exc
+            ms = int((time.perf_counter() - t0) * 1000)
+            verb = "applied" if direction == Direction.UP else "reverted"
+            self.progress(f"{verb} {m.label} ({ms} ms)")
+            return Applied(m.version, m.name, ms, True, direction)
+
+    def _locate_failure(self, prefix: str, section: Section, exc: Any) -> int | None:
+        """The error had no position: replay statement by statement in a transaction that is
+        always rolled back, to find which one fails (transactional sections only)."""
+        import psycopg
+
+        state = getattr(exc, "sqlstate", None)
+        if not state or state.startswith("08") or state in ("57014", "55P03"):
+            return None
+        statements = section.statements()
+        if len(statements) <= 1:
+            return offset_of_line(section, statements[0].line) if statements else None
+        try:
+            with self.work.transaction(force_rollback=True):
+                self.work.execute(prefix)
+                for stmt in statements:
+                    try:
+                        self.work.execute(stmt.sql)
+                    except psycopg.Error as again:
+                        if getattr(again, "sqlstate", None) == state:
+                            return offset_of_line(section, stmt.line)
+                        return None
+        except psycopg.Error:
+            return None
+        return None
+
+    def _run_autocommit(
+        self,
+        m: Migration,
+        section: Section,
+        direction: Direction,
+        done: list[Applied],
+        ledger_row: LedgerRow | None = None,
+    ) -> Applied:
+        """Statement by statement, each committed on its own; the ledger row is dirty meanwhile."""
+        import psycopg
+
+        work = self.work
+        t0 = time.perf_counter()
+        if direction == Direction.UP:
+            work.execute(self.ledger.insert_sql(work, m, self.who, dirty=True))
+        else:
+            assert ledger_row is not None
+            work.execute(self.ledger.mark_dirty_sql(work, ledger_row.version))
+        self.progress(
+            f"{m.label}: non-transactional ({m.reason or 'down section'}), running statement by statement"
+        )
+        work.execute(self._prefix(local=False))
+        statements = section.statements()
+        for i, stmt in enumerate(statements):
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    with self.watch.watching() as watch:
+                        work.execute(stmt.sql)
+                    break
+                except psycopg.errors.LockNotAvailable as exc:
+                    who = blockers_text(watch.blockers)
+                    if attempt > self.lock_retries:
+                        raise MigrationError(
+                            f"{section.path.name}:{stmt.line}: gave up after {attempt} tries: lock timeout waiting "
+                            f"for {who}; {i} of {len(statements)} statements had committed, so it is marked dirty",
+                            hint="end the blocking session, then `composekit migrate repair` and `up`",
+                            details=done_details(done),
+                        ) from exc
+                    wait = self._backoff(attempt)
+                    self.progress(
+                        f"{section.path.name}:{stmt.line}: lock timeout waiting for {who}; retry in {wait:g}s"
+                    )
+                    time.sleep(wait)
+                    # a cancelled CREATE INDEX CONCURRENTLY leaves an INVALID index behind
+                    for idx in invalid_indexes(work, stmt.sql):
+                        drop_index(work, idx)
+                        self.progress(
+                            f"dropped INVALID index {'.'.join(idx)} left by the cancelled attempt"
+                        )
+                except psycopg.Error as exc:
+                    pos = getattr(exc.diag, "statement_position", None)
+                    line_extra = stmt.sql.count("\n", 0, int(pos) - 1) if pos else 0
+                    err = sql_error(
+                        section,
+                        exc,
+                        offset_of_line(section, stmt.line),
+                        done,
+                        direction,
+                        committed=i > 0,
+                        extra_lines=line_extra,
+                    )
+                    err.hint = (
+                        f"{i} of {len(statements)} statements had committed, so {m.label} is marked dirty: "
+                        "fix the file, then `composekit migrate repair` and `up` (write it so a rerun is safe: IF NOT EXISTS)"
+                    )
+                    raise err from exc
+        work.execute("RESET lock_timeout; RESET statement_timeout")
+        ms = int((time.perf_counter() - t0) * 1000)
+        if direction == Direction.UP:
+            work.execute(self.ledger.finish_sql(work, m.version, ms))
+        else:
+            assert ledger_row is not None
+            work.execute(self.ledger.delete_sql(work, ledger_row.version))
+        verb = "applied" if direction == Direction.UP else "reverted"
+        self.progress(f"{verb} {m.label} ({ms} ms, non-transactional)")
+        return Applied(m.version, m.name, ms, False, direction)
