@@ -208,18 +208,19 @@ def deploy(
     dry_run: bool = False,
     progress: Progress = silent,
 ) -> HistoryRecord | list[str]:
-    from composekit.deploy import deploy as run_deploy
+    """Run (or with ``dry_run`` describe) a deploy; recorded in ``.composekit/history.jsonl``.
+    ``timeout`` bounds the whole run; an undo gets as long again."""
+    from composekit.deploy import RunKind, execute, new_state, plan_steps
 
-    return run_deploy(
+    s = new_state(
         settings,
         env=env,
         timeout=timeout,
-        backup_mode=backup_mode,
-        lock_wait=lock_wait,
-        maintenance=maintenance,
-        dry_run=dry_run,
         progress=progress,
+        backup_mode=backup_mode,
+        maintenance=maintenance,
     )
+    return execute(s, plan_steps(s, lock_wait), kind=RunKind.DEPLOY, dry_run=dry_run)
 
 
 def rollback(
@@ -232,23 +233,17 @@ def rollback(
     dry_run: bool = False,
     progress: Progress = silent,
 ) -> HistoryRecord | list[str]:
-    from composekit.deploy import rollback as run_rollback
+    """Run (or describe) a rollback of the web to a kept image; the database is not touched."""
+    from composekit.deploy import RunKind, execute, new_state, rollback_steps
 
-    return run_rollback(
-        settings,
-        to=to,
-        env=env,
-        timeout=timeout,
-        lock_wait=lock_wait,
-        dry_run=dry_run,
-        progress=progress,
-    )
+    s = new_state(settings, env=env, timeout=timeout, progress=progress)
+    return execute(s, rollback_steps(s, to, lock_wait), kind=RunKind.ROLLBACK, dry_run=dry_run)
 
 
 def rollback_list(settings: Settings, *, env: str | None = None) -> list[KeptImage]:
-    from composekit.deploy import list_kept
+    from composekit.deploy import kept_images, new_state
 
-    return list_kept(settings, env=env)
+    return kept_images(new_state(settings, env=env, timeout=60, progress=silent))
 
 
 # -- schema -------------------------------------------------------------------------------------

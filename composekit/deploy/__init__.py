@@ -3,16 +3,17 @@
 Rooms: ``state`` (what the steps share), ``runner`` (steps run, undone in reverse on failure),
 ``steps`` / ``verify`` / ``initscripts`` (the steps), ``revert`` (the database back as it was),
 ``web`` (start health-gated, previous image back, kept images), ``lock`` (the deploy lock, also
-taken by restore), ``history`` (typed records), ``run`` (deploy) and ``rollback``.
+taken by restore), ``history`` (typed records), ``run`` (a deploy's steps; running steps) and ``rollback``
+(its steps). :mod:`composekit.commands` puts them together.
 """
 
 from __future__ import annotations
 
 from composekit.deploy.history import HistoryRecord, RunKind, read_history
 from composekit.deploy.lock import take_deploy_lock
-from composekit.deploy.rollback import KeptImage, list_kept, rollback
-from composekit.deploy.run import deploy
-from composekit.deploy.state import OVERLAYS
+from composekit.deploy.rollback import KeptImage, kept_images, rollback_steps
+from composekit.deploy.run import execute, plan_steps
+from composekit.deploy.state import OVERLAYS, new_state
 from composekit.deploy.web import short
 
 __all__ = [
@@ -20,10 +21,12 @@ __all__ = [
     "HistoryRecord",
     "KeptImage",
     "RunKind",
-    "deploy",
-    "list_kept",
+    "execute",
+    "kept_images",
+    "new_state",
+    "plan_steps",
     "read_history",
-    "rollback",
+    "rollback_steps",
     "short",
     "take_deploy_lock",
 ]

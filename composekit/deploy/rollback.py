@@ -12,11 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from composekit.config import Settings
-from composekit.deploy.history import HistoryRecord, RunKind
-from composekit.deploy.run import execute
 from composekit.deploy.runner import Step
-from composekit.deploy.state import DeployState, new_state
+from composekit.deploy.state import DeployState
 from composekit.deploy.steps import DeployLock, Preflight, StartDatabase, StateStep
 from composekit.deploy.web import (
     KEPT_PREFIX,
@@ -28,7 +25,6 @@ from composekit.deploy.web import (
     web_back_by_hand,
 )
 from composekit.errors import UsageError
-from composekit.progress import Progress, silent
 
 
 @dataclass(frozen=True)
@@ -112,27 +108,11 @@ class RollbackWeb(StateStep):
         return web_back_by_hand(self.s)
 
 
-def rollback(
-    settings: Settings,
-    *,
-    to: str | None = None,
-    env: str | None = None,
-    timeout: float = 900,
-    lock_wait: float = 0,
-    dry_run: bool = False,
-    progress: Progress = silent,
-) -> HistoryRecord | list[str]:
-    """Run (or describe) a rollback of the web to a kept image, under the deploy lock; recorded in
-    the history like a deploy."""
-    s = new_state(settings, env=env, timeout=timeout, progress=progress)
-    steps: list[Step] = [
+def rollback_steps(s: DeployState, to: str | None, lock_wait: float) -> list[Step]:
+    """Under the deploy lock (the ledger only read), the web back to a kept image."""
+    return [
         Preflight(s),
         StartDatabase(s),
         DeployLock(s, lock_wait, check_ledger=False),
         RollbackWeb(s, to),
     ]
-    return execute(s, steps, kind=RunKind.ROLLBACK, dry_run=dry_run)
-
-
-def list_kept(settings: Settings, env: str | None = None) -> list[KeptImage]:
-    return kept_images(new_state(settings, env=env, timeout=60, progress=silent))

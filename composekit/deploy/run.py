@@ -1,16 +1,15 @@
-"""``composekit deploy``: plan the steps for the layout, run them (undone on failure), record the
-run in the history."""
+"""A deploy's steps for the layout, and running any list of steps (a deploy's or a rollback's):
+undone on failure, the lock always released, the run recorded in the history."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
 
-from composekit.config import BackupMode, Settings
 from composekit.deploy.history import HistoryRecord, RunKind, record_history
 from composekit.deploy.initscripts import InitScripts
 from composekit.deploy.runner import RunReport, Step, run_steps
-from composekit.deploy.state import DeployState, new_state
+from composekit.deploy.state import DeployState
 from composekit.deploy.steps import (
     BuildImages,
     DeployLock,
@@ -25,7 +24,6 @@ from composekit.deploy.steps import (
 )
 from composekit.deploy.verify import Verify
 from composekit.errors import ComposekitError
-from composekit.progress import Progress, silent
 
 
 def plan_steps(s: DeployState, lock_wait: float) -> list[Step]:
@@ -44,30 +42,6 @@ def plan_steps(s: DeployState, lock_wait: float) -> list[Step]:
     else:
         steps += [Verify(s), DeployWeb(s)]  # init-scripts: nothing to migrate
     return steps + ([Resume(s)] if s.ctx.maintenance else [])
-
-
-def deploy(
-    settings: Settings,
-    *,
-    env: str | None = None,
-    timeout: float = 900,
-    backup_mode: BackupMode = BackupMode.AUTO,
-    lock_wait: float = 0,
-    maintenance: bool = False,
-    dry_run: bool = False,
-    progress: Progress = silent,
-) -> HistoryRecord | list[str]:
-    """Run (or with ``dry_run`` describe) the deploy; records it in ``.composekit/history.jsonl``.
-    ``timeout`` bounds the whole run; an undo gets as long again."""
-    s = new_state(
-        settings,
-        env=env,
-        timeout=timeout,
-        progress=progress,
-        backup_mode=backup_mode,
-        maintenance=maintenance,
-    )
-    return execute(s, plan_steps(s, lock_wait), kind=RunKind.DEPLOY, dry_run=dry_run)
 
 
 def describe(steps: list[Step]) -> list[str]:
