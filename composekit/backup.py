@@ -25,6 +25,7 @@ from composekit import proc
 from composekit.dbtarget import DbTarget, quote_ident
 from composekit.errors import ComposekitError, DockerError, UsageError, VerifyError
 from composekit.progress import Progress, silent
+from composekit.signals import shielded
 
 DUMP_SUFFIX = ".dump"
 SQL_SUFFIX = ".sql"
@@ -368,12 +369,15 @@ def restore_backup(
     scratch = f"{target.database}__ck_restore"[:63]
     progress(f"restoring {b.path.name} into scratch database {scratch}")
     q = quote_ident
-    target.psql(
-        f"DROP DATABASE IF EXISTS {q(scratch)} WITH (FORCE)",
-        f"CREATE DATABASE {q(scratch)} OWNER {q(target.user)}",
-        database="postgres",
-    )
+    drop_scratch = f"DROP DATABASE IF EXISTS {q(scratch)} WITH (FORCE)"
+    stopped: list[str] = []
+    snap = changes = None
     try:
+        target.psql(
+            drop_scratch,
+            f"CREATE DATABASE {q(scratch)} OWNER {q(target.user)}",
+            database="postgres",
+        )
         _load_into(target, b, scratch, timeout)
         restored_ledger = target.ledger_version(scratch)
         if b.ledger_version is not None and restored_ledger != b.ledger_version:
@@ -381,12 +385,7 @@ def restore_backup(
                 f"restored ledger version {restored_ledger} differs from the manifest's {b.ledger_version}",
                 hint="the backup does not hold what its manifest says; use another backup",
             )
-    except BaseException:
-        target.psql(f"DROP DATABASE IF EXISTS {q(scratch)} WITH (FORCE)", database="postgres")
-        raise
-    stopped = _stop_users(target, stop_services or [], progress)
-    snap = changes = None
-    try:
+        stopped = _stop_users(target, stop_services or [], progress)
         # with its users stopped, the live database holds its final rows: the snapshot loses none
         if snapshot:
             snap = take_backup(
@@ -394,23 +393,41 @@ def restore_backup(
             )
         if compare_rows:
             changes = row_changes(target.row_counts(), target.row_counts(scratch))
-        old = f"{target.database}__ck_old"[:63]
         progress(f"swapping {scratch} in as {target.database}")
-        live = target.database.replace("'", "''")
-        target.psql(
-            f"DROP DATABASE IF EXISTS {q(old)} WITH (FORCE)",
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{live}' AND pid <> pg_backend_pid()",
-            f"ALTER DATABASE {q(target.database)} RENAME TO {q(old)}",
-            f"ALTER DATABASE {q(scratch)} RENAME TO {q(target.database)}",
-            f"DROP DATABASE {q(old)} WITH (FORCE)",
-            database="postgres",
-        )
+        with shielded(reraise=False) as late:  # the swap is the commit point: it finishes
+            _swap(target, scratch)
+        if late:
+            progress("a signal arrived during the swap: too late to stop, the restore is done")
+    except BaseException:
+        with shielded():  # a signal while cleaning up must not leave a full copy of the data
+            target.psql(drop_scratch, database="postgres")
+        raise
     finally:
         if stopped:
-            progress(f"starting {', '.join(stopped)} again")
-            target.project.start(stopped)
+            with shielded():
+                progress(f"starting {', '.join(stopped)} again")
+                target.project.start(stopped)
     return RestoreReport(  # the restored ledger was read from the scratch database before the swap
         b, snap, target.database, stopped, restored_ledger, time.monotonic() - t0, changes
+    )
+
+
+def _swap(target: DbTarget, scratch: str) -> None:
+    """The restored database takes the live one's name, both renames in one transaction (a
+    failure between them cannot leave no database under the live name); then the replaced one is
+    dropped (or by the next restore, if this one is stopped first)."""
+    q = quote_ident
+    old = f"{target.database}__ck_old"[:63]
+    live = target.database.replace("'", "''")
+    target.psql(
+        f"DROP DATABASE IF EXISTS {q(old)} WITH (FORCE)",
+        # wait (up to 5 s each) until the terminated sessions are gone, so the rename finds none
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+        f"WHERE datname = '{live}' AND pid <> pg_backend_pid()",
+        f"ALTER DATABASE {q(target.database)} RENAME TO {q(old)}; "
+        f"ALTER DATABASE {q(scratch)} RENAME TO {q(target.database)}",
+        f"DROP DATABASE {q(old)} WITH (FORCE)",
+        database="postgres",
     )
 
 

@@ -26,7 +26,7 @@ class ExitCode(IntEnum):
 class ComposekitError(Exception):
     """Base class. ``hint`` tells the user what to do; ``details`` are extra lines (logs...)."""
 
-    exit_code: ExitCode = ExitCode.UNEXPECTED
+    exit_code: ExitCode | int = ExitCode.UNEXPECTED
     kind = "error"
 
     def __init__(self, message: str, hint: str = "", details: list[str] | None = None) -> None:
@@ -98,4 +98,10 @@ class UndoFailed(ComposekitError):
 
 
 class Interrupted(ComposekitError):
-    exit_code = ExitCode.INTERRUPTED
+    """A signal stopped the command (after its undo ran): exit 128 + the signal's number."""
+
+    exit_code: ExitCode | int = ExitCode.INTERRUPTED
+
+    def __init__(self, message: str, signum: int = 2, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.exit_code = 128 + signum

@@ -2,8 +2,11 @@
 
 Rules kept here so nobody has to remember them elsewhere: argv lists only (never a shell),
 an explicit timeout on every call, secrets passed through the environment (never argv), the
-logged command line redacted, and binary output written straight to a file descriptor so it
-never goes through text decoding.
+logged command line redacted, binary output written straight to a file descriptor so it
+never goes through text decoding, and every child in a session of its own: a signal sent to
+composekit's process group (Ctrl-C, a CI runner cancelling) reaches composekit alone, which then
+stops its children in order (see :mod:`composekit.signals`) instead of losing, say, the psql
+session that holds the deploy lock in the middle of an undo.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 import os
 import shlex
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +23,7 @@ from typing import IO
 
 from composekit.errors import ComposekitError
 from composekit.redact import redact
+from composekit.signals import shielded
 
 log = logging.getLogger("composekit.proc")
 
@@ -71,6 +76,55 @@ def _env(extra: Mapping[str, str] | None) -> dict[str, str] | None:
     return env
 
 
+def _finish(
+    args: list[str],
+    timeout: float,
+    input: str | bytes | None,
+    *,
+    stdin: IO[bytes] | int | None,
+    stdout: IO[bytes] | int,
+    text: bool,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+) -> tuple[int, str | bytes | None, str | bytes]:
+    """Start ``args`` in a session of its own and wait for it: (exit code, stdout, stderr).
+
+    Interrupted (a signal), it is waited for, not killed: killing the ``docker compose exec``
+    client would not stop its work inside the container, only hide when that work ends — and
+    cleaning up after it (dropping the database it is creating, say) must come after it."""
+    try:
+        p = subprocess.Popen(
+            args,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=text,
+            errors="replace" if text else None,
+            env=_env(env),
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise CommandNotFound(args[0]) from exc
+    deadline = time.monotonic() + timeout
+    with p:
+        try:
+            out, err = p.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            p.kill()
+            p.communicate()
+            raise CommandTimeout(args, timeout) from exc
+        except KeyboardInterrupt:
+            with shielded(reraise=False):
+                try:
+                    p.communicate(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.communicate()
+            raise
+    return p.returncode, out, err
+
+
 def run(
     argv: Sequence[str | Path],
     *,
@@ -83,25 +137,13 @@ def run(
     """Run ``argv`` and capture its text output. Raises on timeout, and on failure if ``check``."""
     args = [str(a) for a in argv]
     log.debug("run: %s", display(args))
-    try:
-        cp = subprocess.run(
-            args,
-            input=input,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            env=_env(env),
-            cwd=cwd,
-            stdin=None if input is not None else subprocess.DEVNULL,
-        )
-    except FileNotFoundError as exc:
-        raise CommandNotFound(args[0]) from exc
-    except subprocess.TimeoutExpired as exc:
-        raise CommandTimeout(args, timeout) from exc
-    result = Completed(args, cp.returncode, cp.stdout, cp.stderr)
+    stdin = subprocess.PIPE if input is not None else subprocess.DEVNULL
+    rc, out, err = _finish(
+        args, timeout, input, stdin=stdin, stdout=subprocess.PIPE, text=True, env=env, cwd=cwd
+    )
+    result = Completed(args, rc, str(out or ""), str(err))
     if check and not result.ok:
-        raise CommandFailed(args, cp.returncode, cp.stderr)
+        raise CommandFailed(args, rc, result.stderr)
     return result
 
 
@@ -112,19 +154,14 @@ def _run_binary(
     stdin: IO[bytes] | int,
     stdout: IO[bytes] | int,
 ) -> Completed:
-    try:
-        cp = subprocess.run(
-            args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, timeout=timeout, env=_env(env)
-        )
-    except FileNotFoundError as exc:
-        raise CommandNotFound(args[0]) from exc
-    except subprocess.TimeoutExpired as exc:
-        raise CommandTimeout(args, timeout) from exc
-    out = cp.stdout.decode("utf-8", "replace") if isinstance(cp.stdout, bytes) else ""
-    stderr = cp.stderr.decode("utf-8", "replace")
-    if cp.returncode != 0:
-        raise CommandFailed(args, cp.returncode, stderr)
-    return Completed(args, cp.returncode, out, stderr)
+    rc, raw_out, raw_err = _finish(
+        args, timeout, None, stdin=stdin, stdout=stdout, text=False, env=env
+    )
+    out = raw_out.decode("utf-8", "replace") if isinstance(raw_out, bytes) else ""
+    stderr = raw_err.decode("utf-8", "replace") if isinstance(raw_err, bytes) else str(raw_err)
+    if rc != 0:
+        raise CommandFailed(args, rc, stderr)
+    return Completed(args, rc, out, stderr)
 
 
 def run_tee(
@@ -146,10 +183,18 @@ def run_tee(
     log.debug("run_tee: %s | %s", display(args), display(checker))
     try:
         src = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         chk = subprocess.Popen(
-            checker, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            checker,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
     except FileNotFoundError as exc:
         raise CommandNotFound(exc.filename or args[0]) from exc
@@ -250,6 +295,7 @@ def stream(
             stdin=subprocess.DEVNULL,
             env=_env(env),
             cwd=cwd,
+            start_new_session=True,
         )
     except FileNotFoundError as exc:
         raise CommandNotFound(args[0]) from exc
@@ -321,6 +367,7 @@ class Session:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=_env(env),
+                start_new_session=True,
             )
         except FileNotFoundError as exc:
             raise CommandNotFound(self.argv[0]) from exc

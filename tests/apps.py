@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import socket
+import subprocess
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -11,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from composekit.compose import ComposeProject
+from composekit.dbtarget import normalize_schema
 from composekit.images import POSTGRES_IMAGE, PYTHON_IMAGE
 from composekit.scaffold import scaffold
 
@@ -51,6 +55,17 @@ class App:
         with urllib.request.urlopen(f"http://127.0.0.1:{port or self.ports[0]}/", timeout=5) as r:
             return str(r.read().decode())
 
+    def page_soon(self, limit: float = 30) -> str:
+        """The page, once the web answers again (e.g. after a restore started it again)."""
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                return self.page()
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+
     def psql(self, sql: str) -> str:
         return self.project.exec(
             "db", ["psql", "-X", "-tA", "-U", "app", "-d", "app", "-c", sql]
@@ -73,3 +88,47 @@ def make_app(tmp_path: Path, docker_engine: None) -> Iterator[object]:
     yield make
     for app in apps:
         app.close()
+
+
+# -- what deploy tests look at -----------------------------------------------------------------
+
+
+def fingerprint(app: App) -> dict[str, str]:
+    """The database as a deploy must leave it after an undo: per-table content checksums (ledger
+    included), and the whole schema (normalized pg_dump --schema-only: columns, types, indexes,
+    constraints, functions, sequences, views)."""
+    out = {}
+    for t in app.psql(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+    ).split():
+        out[t] = app.psql(
+            f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {t} t"
+        )
+    dump = app.project.exec(
+        "db", ["pg_dump", "--schema-only", "--no-owner", "-U", "app", "-d", "app"]
+    ).stdout
+    out["schema"] = normalize_schema(dump)
+    return out
+
+
+def web_image(app: App) -> str:
+    return next(s.image_id for s in app.project.ps() if s.service == "web")
+
+
+def migration(app: App, name: str, up: str, down: str) -> None:
+    (app.dir / "migrations" / name).write_text(f"-- migrate:up\n{up}\n-- migrate:down\n{down}\n")
+
+
+def wait_for_query(app: App, needle: str, proc: subprocess.Popen[str], limit: float = 90) -> None:
+    """Block until a session runs a query containing ``needle`` (``proc`` must still be running)."""
+    deadline = time.monotonic() + limit
+    q = f"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{needle}%' AND pid <> pg_backend_pid()"
+    while app.psql(q) == "0":
+        assert time.monotonic() < deadline and proc.poll() is None, f"{needle} never started"
+        time.sleep(0.3)
+
+
+def release(app: App, n: int) -> None:
+    """Change what the web shows, so the next deploy builds a new image."""
+    app_py = app.dir / "app" / "app.py"
+    app_py.write_text(re.sub(r"<h1>Users[^<]*</h1>", f"<h1>Users r{n}</h1>", app_py.read_text()))

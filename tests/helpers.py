@@ -43,3 +43,50 @@ def run_cli(
         input=input,
         timeout=timeout,
     )
+
+
+class Running:
+    """The real ``composekit`` running in the background, its stderr read as it comes (to act at
+    a given step), in a process group of its own — as a CI runner starts a job, so a signal can go
+    to the whole group the way the runner sends it."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        import threading
+
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "composekit", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(env),
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.p.stderr is not None
+        for line in self.p.stderr:
+            self.lines.append(line)
+
+    def wait_for(self, needle: str, limit: float = 120) -> None:
+        """Until a line of its stderr holds ``needle`` (failing if it exits first)."""
+        import time
+
+        deadline = time.monotonic() + limit
+        while not any(needle in ln for ln in self.lines):
+            assert self.p.poll() is None, f"ended before {needle!r}:\n{''.join(self.lines)}"
+            assert time.monotonic() < deadline, f"no {needle!r} in:\n{''.join(self.lines)}"
+            time.sleep(0.1)
+
+    def signal_group(self, signum: int) -> None:
+        import os
+
+        os.killpg(self.p.pid, signum)
+
+    def finish(self, timeout: float = 300) -> tuple[int, str]:
+        """Its exit code and whole stderr."""
+        self.p.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        return self.p.returncode, "".join(self.lines)

@@ -26,13 +26,18 @@ def main(argv: list[str] | None = None) -> None:
         from click.exceptions import ClickException  # type: ignore[no-redef,assignment,unused-ignore]
 
     from composekit.errors import ComposekitError, ExitCode
+    from composekit.signals import signum_of, stop_on_signals
 
     ctx = CliContext()
     out = ctx.out
     debug = "--debug" in args
     try:
-        rv = app(args=args, prog_name="composekit", standalone_mode=False, obj=ctx)
+        with stop_on_signals() as received:  # SIGINT, SIGTERM, SIGHUP: undo, then 128 + signal
+            rv = app(args=args, prog_name="composekit", standalone_mode=False, obj=ctx)
         code = rv if isinstance(rv, int) else 0
+        if code == ExitCode.INTERRUPTED:  # Typer's answer to a KeyboardInterrupt: which signal?
+            out.line("interrupted", err=True)
+            code = received.exit_code(code)
     except ComposekitError as exc:
         if debug:
             import traceback
@@ -42,15 +47,16 @@ def main(argv: list[str] | None = None) -> None:
         code = int(exc.exit_code)
     except typer.Exit as exc:
         code = exc.exit_code
-    except typer.Abort:
+    except typer.Abort as exc:  # click turns a KeyboardInterrupt (any of our signals) into Abort
+        cause = exc.__cause__
         out.line("interrupted", err=True)
-        code = int(ExitCode.INTERRUPTED)
+        code = 128 + signum_of(cause) if cause is not None else int(ExitCode.INTERRUPTED)
     except ClickException as exc:  # usage errors: bad option, missing argument
         exc.show()
         code = int(ExitCode.USAGE)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         out.line("interrupted", err=True)
-        code = int(ExitCode.INTERRUPTED)
+        code = 128 + signum_of(exc)
     except Exception as exc:
         if debug:
             import traceback

@@ -6,6 +6,7 @@ reverse order. ``--dry-run`` prints the same list without running anything.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any
 
 from composekit.errors import ComposekitError, DeployFailed, Interrupted, UndoFailed
 from composekit.progress import Progress
+from composekit.signals import shielded, signum_of
 
 
 class StepStatus(StrEnum):
@@ -123,20 +125,23 @@ def run_steps(
     report.error = _message(failure)
     if isinstance(failure, ComposekitError) and all(st.changes_nothing for st, _ in done):
         raise failure  # nothing was changed yet: the step's own error and exit code say it best
-    before_undo()
     manual: list[str] = []
-    for step, rec in reversed(done):
-        try:
-            rec.undo_detail = step.undo()
-            if rec.status is StepStatus.OK:
-                rec.status = StepStatus.UNDONE
-            if rec.undo_detail:
-                progress(f"undo {step.name}: {rec.undo_detail}")
-        except (ComposekitError, KeyboardInterrupt) as exc:  # keep undoing the rest
-            rec.status = StepStatus.UNDO_FAILED
-            rec.undo_detail = _message(exc)
-            progress(f"undo {step.name}: FAILED: {rec.undo_detail}")
-            manual.append(step.manual_undo())
+    with shielded(reraise=False) as later:  # a second signal must not stop the undo half-way
+        before_undo()
+        for step, rec in reversed(done):
+            try:
+                rec.undo_detail = step.undo()
+                if rec.status is StepStatus.OK:
+                    rec.status = StepStatus.UNDONE
+                if rec.undo_detail:
+                    progress(f"undo {step.name}: {rec.undo_detail}")
+            except ComposekitError as exc:  # keep undoing the rest
+                rec.status = StepStatus.UNDO_FAILED
+                rec.undo_detail = _message(exc)
+                progress(f"undo {step.name}: FAILED: {rec.undo_detail}")
+                manual.append(step.manual_undo())
+    if later:
+        progress(f"{len(later)} more signal(s) arrived during the undo; it ran to the end")
     failed_step = report.steps[-1].name
     if manual:
         raise UndoFailed(
@@ -146,7 +151,9 @@ def run_steps(
         )
     if isinstance(failure, KeyboardInterrupt):
         raise Interrupted(
-            f"{what} interrupted during {failed_step}; every completed step was undone"
+            f"{what} interrupted ({_message(failure)}) during {failed_step}; every completed "
+            "step was undone",
+            signum=signum_of(failure),
         )
     assert isinstance(failure, ComposekitError)
     raise DeployFailed(
@@ -160,5 +167,5 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, ComposekitError):
         return exc.message
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted (Ctrl-C)"
+        return f"interrupted by {signal.Signals(signum_of(exc)).name}"
     return str(exc)

@@ -27,6 +27,7 @@ from composekit.deploy.web import (
 from composekit.doctor import MIN_FREE_BYTES  # the floor `composekit doctor` checks
 from composekit.errors import ComposekitError, ConfigError
 from composekit.migrations import compare, drift_error
+from composekit.signals import shielded
 
 
 class StateStep(Step):
@@ -279,7 +280,8 @@ class Together(Step):
             try:
                 wait(futures)
             except KeyboardInterrupt:
-                wait(futures)  # let both end (they are bounded) before anything is undone
+                with shielded(reraise=False):  # both end (bounded by the deadline) before the undo
+                    wait(futures)
                 raise
         results = [f.result() for f in futures]  # the first failure, in step order
         return "; ".join(

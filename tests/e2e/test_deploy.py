@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import re
 import shutil
 import socket
 import subprocess
@@ -16,7 +15,7 @@ import pytest
 
 from composekit.deploy import read_history
 from composekit.errors import ExitCode
-from tests.apps import App
+from tests.apps import App, fingerprint, migration, release, wait_for_query, web_image
 from tests.helpers import run_cli, start_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -26,30 +25,6 @@ def deploy(where: App | Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run ``composekit deploy`` for an app (or a checkout of one)."""
     project = where.dir if isinstance(where, App) else where
     return run_cli("-C", str(project), "deploy", "--timeout", "60", *args)
-
-
-def fingerprint(app: App) -> dict[str, str]:
-    """Per-table content checksums (ledger included) and the column list."""
-    out = {}
-    for t in app.psql(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
-    ).split():
-        out[t] = app.psql(
-            f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {t} t"
-        )
-    out["columns"] = app.psql(
-        "SELECT string_agg(table_name || '.' || column_name, ',' ORDER BY table_name, column_name) "
-        "FROM information_schema.columns WHERE table_schema = 'public'"
-    )
-    return out
-
-
-def web_image(app: App) -> str:
-    return next(s.image_id for s in app.project.ps() if s.service == "web")
-
-
-def migration(app: App, name: str, up: str, down: str) -> None:
-    (app.dir / "migrations" / name).write_text(f"-- migrate:up\n{up}\n-- migrate:down\n{down}\n")
 
 
 def test_migrator_deploys_and_undoes_every_kind_of_failure(make_app) -> None:  # type: ignore[no-untyped-def]
@@ -130,15 +105,6 @@ def test_migrator_deploys_and_undoes_every_kind_of_failure(make_app) -> None:  #
     assert [h["ledger_after"] for h in history] == [["0001"]] * 4
     failed = [next(s["name"] for s in h["steps"] if s["status"] == "failed") for h in history[1:]]
     assert failed == ["migrate", "verify", "web"]
-
-
-def wait_for_query(app: App, needle: str, proc: subprocess.Popen[str], limit: float = 90) -> None:
-    """Block until a session runs a query containing ``needle`` (``proc`` must still be running)."""
-    deadline = time.monotonic() + limit
-    q = f"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{needle}%' AND pid <> pg_backend_pid()"
-    while app.psql(q) == "0":
-        assert time.monotonic() < deadline and proc.poll() is None, f"{needle} never started"
-        time.sleep(0.3)
 
 
 def test_two_deploys_from_two_checkouts_never_interleave(make_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -266,12 +232,6 @@ def test_ctrl_c_during_migrate_undoes_and_exits_130(make_app) -> None:  # type: 
     assert "interrupted" in err and "every completed step was undone" in err
     assert fingerprint(app) == good and web_image(app) == image
     assert [s for s in app.project.ps() if s.service == "migrator"] == []
-
-
-def release(app: App, n: int) -> None:
-    """Change what the web shows, so the next deploy builds a new image."""
-    app_py = app.dir / "app" / "app.py"
-    app_py.write_text(re.sub(r"<h1>Users[^<]*</h1>", f"<h1>Users r{n}</h1>", app_py.read_text()))
 
 
 def rollback(app: App, *args: str) -> subprocess.CompletedProcess[str]:
