@@ -24,6 +24,7 @@ from typing import Any
 from composekit import proc
 from composekit.dbtarget import DbTarget, quote_ident
 from composekit.errors import ComposekitError, DockerError, UsageError, VerifyError
+from composekit.files import private_dir, write_private
 from composekit.progress import Progress, silent
 from composekit.signals import shielded
 
@@ -147,12 +148,6 @@ def _safe_label(label: str) -> str:
     return slug[:60] or "manual"
 
 
-def _private_dir(d: Path) -> Path:
-    d.mkdir(parents=True, exist_ok=True)
-    d.chmod(0o700)
-    return d
-
-
 def take_backup(
     target: DbTarget,
     backups_dir: Path,
@@ -167,7 +162,7 @@ def take_backup(
 
     >>> take_backup(DbTarget.from_settings(settings), Path("backups"), label="pre-deploy")  # doctest: +SKIP
     """
-    d = _private_dir(backups_dir)
+    d = private_dir(backups_dir)
     now = datetime.now(UTC)
     name = f"{now.strftime('%Y%m%dT%H%M%S%fZ')}_{_safe_label(label)}"
     final = d / f"{name}{DUMP_SUFFIX}"
@@ -264,10 +259,7 @@ def _listed(r: proc.Completed, path: Path) -> int:
 
 
 def _write_manifest(b: Backup) -> None:
-    path = b.manifest_path
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(b.to_dict(), f, indent=2)
+    write_private(b.manifest_path, json.dumps(b.to_dict(), indent=2))
 
 
 def list_backups(backups_dir: Path) -> list[Backup]:

@@ -96,7 +96,7 @@ class ComposeProject:
         if missing or not self.files:
             raise ConfigError(
                 f"compose file not found: {', '.join(missing) or 'compose.yaml in ' + str(base)}",
-                hint="run composekit in the project directory, or pass --file / set compose_files",
+                hint='run composekit in the project directory (or -C DIR), or list the files in composekit.toml: [compose] files = ["compose.yaml"]',
             )
         env_path = None
         if env_file:

@@ -48,6 +48,9 @@ def translate(action: str, stderr: str, returncode: int | None = None) -> Docker
         or "additional property" in low
         or "no configuration file provided" in low
         or "is invalid" in low
+        or "invalid hostport" in low
+        or "invalid containerport" in low
+        or "invalid interpolation" in low
     ):
         return ConfigError(
             f"{action}: the compose file is invalid: {last}",

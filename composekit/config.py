@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,8 +16,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from composekit.errors import ConfigError
-from composekit.redact import Redactor
+from composekit.errors import ConfigError, UsageError
+from composekit.redact import Redactor, secrets_of_url, url_password
 
 
 class Layout(StrEnum):
@@ -74,6 +75,9 @@ class Settings:
     expected_schema: str | None = None  # deploy's verify step compares the schema with this file
     source: dict[str, str] = field(default_factory=dict, compare=False)
     """Where each non-default value came from (``flag``, ``env:NAME``, ``file:PATH``)."""
+    secrets: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    """Values to mask wherever they show up: passwords and tokens from the project's env file and
+    the environment (Docker's and PostgreSQL's own messages may echo them)."""
 
     def path(self, p: Path) -> Path:
         return p if p.is_absolute() else self.project_dir / p
@@ -107,7 +111,7 @@ class Settings:
     @property
     def redactor(self) -> Redactor:
         """Masks this project's database password wherever it shows up."""
-        return Redactor([_password_of(self.database_url)] if self.database_url else [])
+        return Redactor([*secrets_of_url(self.database_url), *self.secrets])
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -118,12 +122,79 @@ class Settings:
         return self.database_url
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "source"}
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name not in ("source", "secrets")}
+# (least, what it means) for numbers; a value below is refused with the range
+_LEAST: dict[str, tuple[float, str]] = {
+    "lock_wait": (0, "seconds to wait for another migrator (0: do not wait)"),
+    "lock_timeout": (0.001, "seconds a migration waits for a table lock (> 0)"),
+    "statement_timeout": (0.001, "seconds a statement may run (> 0; unset: no limit)"),
+    "lock_retries": (0, "retries after a lock timeout (0: none)"),
+    "keep_backups": (1, "backups to keep (at least 1)"),
+    "keep_images": (1, "previous web images kept for rollback (at least 1)"),
+}
+_SECRET_KEY = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|_KEY$|^KEY$", re.IGNORECASE)
 _ENV_EXTRA = {"DATABASE_URL": "database_url"}
+
+
+def _invalid(origin: str, message: str, hint: str) -> ConfigError | UsageError:
+    """A bad flag is a usage error (exit 2); a bad setting a configuration error (exit 3)."""
+    return (UsageError if origin == "the command line" else ConfigError)(message, hint=hint)
 
 
 def _coerce(name: str, value: Any, origin: str) -> Any:
     default = _FIELDS[name].default
+    numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+    if (numeric or name == "statement_timeout") and isinstance(value, bool):
+        raise _invalid(
+            origin, f"{name} = {value!r} from {origin} is not a number", f"give {name} a number"
+        )
+    value = _coerce_type(name, default, value, origin)
+    least = _LEAST.get(name)
+    if least is not None and value is not None and value < least[0]:
+        raise _invalid(
+            origin,
+            f"{name} = {value!r} from {origin} is out of range: {least[1]}",
+            f"set {name} to at least {least[0]:g}",
+        )
+    if name == "health_url" and value is not None:
+        _check_http_url(value, origin)
+    if name == "database_url" and value is not None:
+        _check_database_url(value, origin)
+    return value
+
+
+def _check_http_url(url: str, origin: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _invalid(
+            origin,
+            f"health_url = {url!r} from {origin} is not an http(s) URL",
+            'e.g. health_url = "http://127.0.0.1:8000/healthz"',
+        )
+
+
+def _check_database_url(url: str, origin: str) -> None:
+    """A password with a raw ``@ / ? #``, a space or a stray ``%`` cannot be parsed the same way by
+    every reader (psycopg would take part of it for the host, and echo it). Refused, never echoed."""
+    pw = url_password(url)
+    if pw is None:
+        return
+    bad = sorted({c for c in pw if c in "@/?# "})
+    if re.search(r"%(?![0-9A-Fa-f]{2})", pw):
+        bad.append("%")
+    if bad:
+        shown = ", ".join("space" if c == " " else repr(c) for c in bad)
+        raise _invalid(
+            origin,
+            f"the password in the database URL from {origin} holds {shown} not percent-encoded, "
+            "so the URL cannot be read reliably (it is not shown here)",
+            "percent-encode them: @ → %40, / → %2F, ? → %3F, # → %23, % → %25, space → %20",
+        )
+
+
+def _coerce_type(name: str, default: Any, value: Any, origin: str) -> Any:
     try:
         if isinstance(default, Path):
             return Path(value)
@@ -141,9 +212,9 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
             return None if value in (None, "") else float(value)
         return None if value is None else str(value)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"{name} = {value!r} from {origin} is not valid: {exc}",
-            hint=f"fix {name} in {origin}",
+        shown = "(not shown)" if name == "database_url" else repr(value)
+        raise _invalid(
+            origin, f"{name} = {shown} from {origin} is not valid: {exc}", f"fix {name} in {origin}"
         ) from exc
 
 
@@ -255,15 +326,21 @@ def load_settings(
             hint=f"use one of: {', '.join(LAYOUTS)}",
         )
     values["layout"] = Layout(layout)
-    return Settings(**values, source=source)
+    secrets = _known_secrets(project, values.get("env_file", ".env"), env)
+    return Settings(**values, source=source, secrets=secrets)
 
 
-def _password_of(url: str | None) -> str | None:
-    from urllib.parse import urlsplit
-
-    if not url:
-        return None
-    try:
-        return urlsplit(url).password
-    except ValueError:
-        return None
+def _known_secrets(project: Path, env_file: str | None, env: Mapping[str, str]) -> tuple[str, ...]:
+    """Values of password-like keys in the project's env file and in the environment."""
+    pairs = [(k, v) for k, v in env.items()]
+    path = project / env_file if env_file else None
+    if path is not None and path.is_file():
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            key, sep, value = line.strip().removeprefix("export ").partition("=")
+            if sep and not key.startswith("#"):
+                pairs.append((key.strip(), value.strip().strip("'\"")))
+    return tuple(sorted({v for k, v in pairs if v and _SECRET_KEY.search(k)}))

@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-# scheme://user:password@host  ->  scheme://user:***@host
-_URL_PASSWORD = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?P<at>@)")
+# scheme://user:password@host  ->  scheme://user:***@host. The password runs to the LAST "@" of
+# the word: a raw "@", "/", "#" or "?" in it (not percent-encoded) must not cut it short and leak
+# the rest; masking too much is the safe way to be wrong.
+_URL_PASSWORD = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>\S+)(?P<at>@)")
 # key=value forms in libpq conninfo strings, env dumps and psycopg error messages; a quoted value
 # may hold spaces (PGPASSWORD='abc def')
 _KV_PASSWORD = re.compile(
@@ -38,6 +40,29 @@ def redact(text: str) -> str:
         return text
     text = _URL_PASSWORD.sub(r"\g<pre>***\g<at>", text)
     return _KV_PASSWORD.sub(_mask_kv, text)
+
+
+def url_password(url: str) -> str | None:
+    """The password of a ``scheme://user:password@host/…`` URL as written (up to its last "@"),
+    whatever it contains; ``None`` without one.
+
+    >>> url_password("postgresql://u:Sec@ret#X@db/app")
+    'Sec@ret#X'
+    """
+    m = _URL_PASSWORD.search(url)
+    return m.group("pw") if m else None
+
+
+def secrets_of_url(url: str | None) -> list[str]:
+    """What to mask for a database URL: its password as written, and percent-decoded (the way a
+    driver may echo it back)."""
+    from urllib.parse import unquote
+
+    pw = url_password(url or "")
+    if not pw:
+        kv = re.search(r"\bpassword\s*=\s*(?:'([^']*)'|(\S+))", url or "")
+        pw = (kv.group(1) or kv.group(2)) if kv else None
+    return [pw, unquote(pw)] if pw else []
 
 
 class Redactor:

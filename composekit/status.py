@@ -27,7 +27,7 @@ class ServiceRow:
 class ProjectStatus:
     services: list[ServiceRow]
     ledger_version: str | None
-    pending: list[str]
+    pending: list[str] | None  # None: the ledger could not be read
     last_backup: Backup | None
     last_deploy: HistoryRecord | None
     problems: list[str] = field(default_factory=list)
@@ -60,10 +60,11 @@ def project_status(settings: Settings) -> ProjectStatus:
     ]
     problems: list[str] = []
     ledger: str | None = None
-    todo: list[str] = []
+    todo: list[str] | None = None
     source = load_source(settings.migrations_path, settings.migrations_format)
+    target = DbTarget.from_settings(settings, project)  # no db service: a configuration error
     try:
-        applied = DbTarget.from_settings(settings, project).applied() or []
+        applied = target.applied() or []
         ledger = applied[-1] if applied else None
         todo = [m.version for m in pending(source, applied)]
     except ComposekitError as exc:

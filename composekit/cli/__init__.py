@@ -57,6 +57,21 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt as exc:
         out.line("interrupted", err=True)
         code = 128 + signum_of(exc)
+    except (
+        OSError
+    ) as exc:  # a path composekit was pointed at: missing, not a directory, not writable
+        from composekit.errors import ConfigError
+
+        where = f" {exc.filename}" if exc.filename else ""
+        out.error(
+            ConfigError(
+                f"cannot use{where}: {exc.strerror or exc}",
+                hint="check the path and its permissions (a directory composekit writes to must be "
+                "a directory you can write, e.g. [backups] dir)",
+            ),
+            "--json" in args,
+        )
+        code = int(ExitCode.CONFIG)
     except Exception as exc:
         if debug:
             import traceback

@@ -70,11 +70,13 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the steps; cha
 TimeoutOpt = Annotated[
     float,
     typer.Option(
-        "--timeout", help="Seconds for the whole run (an undo after a failure gets as long again)."
+        "--timeout",
+        min=1,
+        help="Seconds for the whole run (an undo after a failure gets as long again).",
     ),
 ]
 LockWaitOpt = Annotated[
-    float, typer.Option("--lock-wait", help="Seconds to wait for another deploy's lock.")
+    float, typer.Option("--lock-wait", min=0, help="Seconds to wait for another deploy's lock.")
 ]
 
 

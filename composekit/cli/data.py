@@ -24,10 +24,11 @@ def backup(
         str, typer.Option("--label", "-l", help="A word to find it by later.")
     ] = "manual",
     keep: Annotated[
-        int | None, typer.Option("--keep", help="Keep the N newest backups (default 10).")
+        int | None, typer.Option("--keep", min=1, help="Keep the N newest backups (default 10).")
     ] = None,
     lock_wait_timeout: Annotated[
-        float, typer.Option("--lock-wait-timeout", help="Seconds pg_dump waits for a table lock.")
+        float,
+        typer.Option("--lock-wait-timeout", min=0, help="Seconds pg_dump waits for a table lock."),
     ] = 30,
     as_json: JsonOpt = False,
 ) -> None:

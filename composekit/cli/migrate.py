@@ -44,7 +44,7 @@ FormatOpt = Annotated[
     typer.Option("--format", help="auto | native | golang-migrate | flyway (default: auto)."),
 ]
 TargetOpt = Annotated[str | None, typer.Option("--target", help="Stop at this version.")]
-StepsOpt = Annotated[int | None, typer.Option("--steps", "-n", help="At most N migrations.")]
+StepsOpt = Annotated[int | None, typer.Option("--steps", "-n", min=1, help="At most N migrations.")]
 PlanOnlyOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")]
 
 
@@ -162,14 +162,19 @@ def migrate_up(
     ] = False,
     lock_wait: Annotated[
         float | None,
-        typer.Option("--lock-wait", help="Seconds to wait for another migrator (default 60)."),
+        typer.Option(
+            "--lock-wait", min=0, help="Seconds to wait for another migrator (default 60)."
+        ),
     ] = None,
     lock_timeout: Annotated[
         float | None,
-        typer.Option("--lock-timeout", help="Per-migration lock_timeout in seconds (default 5)."),
+        typer.Option(
+            "--lock-timeout", min=0.001, help="Per-migration lock_timeout in seconds (default 5)."
+        ),
     ] = None,
     statement_timeout: Annotated[
-        float | None, typer.Option("--statement-timeout", help="Per-statement timeout in seconds.")
+        float | None,
+        typer.Option("--statement-timeout", min=0.001, help="Per-statement timeout in seconds."),
     ] = None,
     dry_run: PlanOnlyOpt = False,
     as_json: JsonOpt = False,
@@ -212,7 +217,7 @@ def migrate_down(
         str | None, typer.Option("--target", help="Revert everything above this version (0: all).")
     ] = None,
     steps: Annotated[
-        int | None, typer.Option("--steps", "-n", help="Revert the newest N (default 1).")
+        int | None, typer.Option("--steps", "-n", min=1, help="Revert the newest N (default 1).")
     ] = None,
     dry_run: PlanOnlyOpt = False,
     as_json: JsonOpt = False,

@@ -92,9 +92,11 @@ def status_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         [(s.service, s.state, s.health or "-", s.image) for s in st.services],
         ["service", "state", "health", "image"],
     )
-    c.out.line(
-        f"ledger: {st.ledger_version or 'nothing applied'}; pending: {', '.join(st.pending) or 'none'}"
-    )
+    if st.pending is None:
+        c.out.line("ledger: unknown; pending: unknown (the database could not be read)")
+    else:
+        pending = ", ".join(st.pending) or "none"
+        c.out.line(f"ledger: {st.ledger_version or 'nothing applied'}; pending: {pending}")
     b = st.last_backup
     c.out.line(f"last backup: {f'{b.path} (ledger {b.ledger_version})' if b else 'none'}")
     d = st.last_deploy

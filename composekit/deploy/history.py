@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from composekit.deploy.runner import StepRecord, StepStatus
+from composekit.files import append_private
+from composekit.redact import Redactor
 
 
 class RunKind(StrEnum):
@@ -65,11 +67,9 @@ def history_path(project_dir: Path) -> Path:
     return project_dir / ".composekit" / "history.jsonl"
 
 
-def record_history(project_dir: Path, record: HistoryRecord) -> None:
-    p = history_path(project_dir)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with open(p, "a") as f:
-        f.write(json.dumps(record.to_dict()) + "\n")
+def record_history(project_dir: Path, record: HistoryRecord, redactor: Redactor) -> None:
+    """Append ``record`` (0600, in a 0700 directory), every text through ``redactor``."""
+    append_private(history_path(project_dir), redactor(json.dumps(record.to_dict())))
 
 
 def read_history(project_dir: Path) -> list[HistoryRecord]:

@@ -11,6 +11,7 @@ from composekit.backup import sha256_file
 from composekit.deploy.state import DeployState
 from composekit.deploy.steps import StateStep
 from composekit.errors import VerifyError
+from composekit.files import write_private
 
 
 class InitScripts(StateStep):
@@ -34,8 +35,7 @@ class InitScripts(StateStep):
         recorded = json.loads(self.record.read_text()) if self.record.is_file() else {}
         if db not in recorded:
             recorded[db] = now
-            self.record.parent.mkdir(parents=True, exist_ok=True)
-            self.record.write_text(json.dumps(recorded, indent=2) + "\n")
+            write_private(self.record, json.dumps(recorded, indent=2) + "\n")
             return (
                 f"recorded {len(now)} init script(s) for this database; they never run again "
                 "on it (later schema changes need migrations)"

@@ -84,7 +84,7 @@ def execute(
         web_before=s.web.previous,
         web_after=s.web.new if error is None and s.web.new else s.web.previous,
     )
-    record_history(s.settings.project_dir, record)
+    record_history(s.settings.project_dir, record, s.settings.redactor)
     if error is not None:
         raise error
     return record

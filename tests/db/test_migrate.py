@@ -359,8 +359,10 @@ def test_no_password_in_any_output(pg_cluster: PgCluster, db_url: str, tmp_path:
     )
     r_json = cli(wrong, "migrate", "up", "--dir", str(d), "--json")
     assert json.loads(r_json.stdout)["exit_code"] == ExitCode.CONFIG
-    r2 = cli(db_url, "migrate", "up", "--dir", str(d), "--debug")
+    r2 = cli(wrong, "--debug", "migrate", "up", "--dir", str(d))  # the traceback path
+    assert r2.returncode == ExitCode.CONFIG and "Traceback" in r2.stderr, r2.stderr
     r3 = cli(db_url, "migrate", "status", "--json", "--dir", str(d))
+    assert r3.returncode == 0 and json.loads(r3.stdout)["pending"], r3.stderr
     r4 = run_cli(
         "migrate",
         "up",
