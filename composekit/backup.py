@@ -377,7 +377,10 @@ def restore_backup(
                 f"restored ledger version {restored_ledger} differs from the manifest's {b.ledger_version}",
                 hint="the backup does not hold what its manifest says; use another backup",
             )
-        stopped = _stop_users(target, stop_services or [], progress)
+        stopped = _running_users(target, stop_services or [])
+        if stopped:
+            progress(f"stopping {', '.join(stopped)} for the swap")
+            target.project.stop(stopped)
         # with its users stopped, the live database holds its final rows: the snapshot loses none
         if snapshot:
             snap = take_backup(
@@ -464,12 +467,10 @@ def _load_into(target: DbTarget, b: Backup, database: str, timeout: float) -> No
             ) from exc
 
 
-def _stop_users(target: DbTarget, services: list[str], progress: Progress) -> list[str]:
+def _running_users(target: DbTarget, services: list[str]) -> list[str]:
+    """Which of ``services`` (the database's users) run now: those the restore stops, and must
+    start again on every way out — so the list is known before the first one is stopped."""
     known = set(target.project.services())
     services = [s for s in services if s in known and s != target.service]
     running = [s.service for s in target.project.ps(services, all=False)] if services else []
-    running = sorted(set(running))
-    if running:
-        progress(f"stopping {', '.join(running)} for the swap")
-        target.project.stop(running)
-    return running
+    return sorted(set(running))

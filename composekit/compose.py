@@ -137,16 +137,20 @@ class ComposeProject:
         )
 
     # -- the command line, for proc-run calls -------------------------------------------------
-    def compose_argv(self, *args: str) -> list[str]:
-        """The ``docker compose`` command line python-on-whales would build for this project (a
-        test holds the two equal), then ``args``."""
+    @staticmethod
+    def _docker() -> str:
         docker = shutil.which("docker")
         if docker is None:
             raise DockerError(
                 "the docker client is not installed",
                 hint="install Docker (on Debian: `composekit doctor --fix`)",
             )
-        argv = [docker, "compose"]
+        return docker
+
+    def compose_argv(self, *args: str) -> list[str]:
+        """The ``docker compose`` command line python-on-whales would build for this project (a
+        test holds the two equal), then ``args``."""
+        argv = [self._docker(), "compose"]
         for f in self.files:
             argv += ["--file", str(f)]
         for profile in self.profiles:
@@ -217,20 +221,28 @@ class ComposeProject:
         no_deps: bool = False,
         no_recreate: bool = False,
     ) -> None:
-        with docker_errors("docker compose up"):
-            self.client.compose.up(
-                list(services) if services is not None else None,
-                build=build,
-                detach=True,
-                wait=wait,
-                wait_timeout=wait_timeout if wait else None,
-                scales=dict(scales or {}),
-                no_build=no_build,
-                force_recreate=force_recreate,
-                dependencies=not no_deps,
-                recreate=not no_recreate,
-                quiet=True,  # capture stderr so failures can be explained
-            )
+        flags = ["-d"]
+        flags += ["--build"] if build else []
+        flags += ["--no-build"] if no_build else []
+        flags += ["--force-recreate"] if force_recreate else []
+        flags += ["--no-recreate"] if no_recreate else []
+        flags += ["--no-deps"] if no_deps else []
+        if wait:
+            flags += ["--wait", *(["--wait-timeout", str(wait_timeout)] if wait_timeout else [])]
+        for service, n in (scales or {}).items():
+            flags += ["--scale", f"{service}={n}"]
+        self._mutate(("up", *flags, *(services or [])), timeout=(wait_timeout or 600) + 120)
+
+    def _mutate(self, args: Sequence[str], *, timeout: float, compose: bool = True) -> None:
+        """A command that changes containers or images, through :mod:`composekit.proc` (not
+        python-on-whales): in a session of its own, so a signal sent to composekit's process group
+        cannot kill it half-way through an undo; and with a timeout."""
+        argv = self.compose_argv(*args) if compose else [self._docker(), *args]
+        try:
+            proc.run(argv, timeout=timeout)
+        except proc.CommandFailed as exc:
+            action = f"docker {'compose ' if compose else ''}{args[0]}"
+            raise translate(action, exc.stderr, exc.returncode) from exc
 
     def build(self, services: Sequence[str] | None = None, *, timeout: float = 3600) -> None:
         """``docker compose build`` (through proc: python-on-whales has no timeout)."""
@@ -241,14 +253,11 @@ class ComposeProject:
             raise translate("docker compose build", exc.stderr, exc.returncode) from exc
 
     def down(self, *, volumes: bool = False, timeout: int = 10) -> None:
-        with docker_errors("docker compose down"):
-            self.client.compose.down(
-                volumes=volumes, remove_orphans=True, timeout=timeout, quiet=True
-            )
+        flags = ["--remove-orphans", "--timeout", str(timeout), *(["--volumes"] if volumes else [])]
+        self._mutate(("down", *flags), timeout=timeout + 120)
 
     def stop(self, services: Sequence[str]) -> None:
-        with docker_errors("docker compose stop"):
-            self.client.compose.stop(list(services))
+        self._mutate(("stop", *services), timeout=180)
 
     def start(self, services: Sequence[str]) -> None:
         """Start the stopped containers of ``services`` as they are (``docker start``: 0.3 s where
@@ -256,27 +265,40 @@ class ComposeProject:
         start what they stopped, with its dependencies still running)."""
         names = [st.name for st in self.ps(services) if st.state != "running"]
         if names:
-            with docker_errors(f"docker start {' '.join(names)}"):
-                self.client.container.start(names)
+            self._mutate(("start", *names), timeout=120, compose=False)
 
     def ps(self, services: Sequence[str] | None = None, all: bool = True) -> list[ServiceState]:
-        with docker_errors("docker compose ps"):
-            containers = self.client.compose.ps(list(services) if services else None, all=all)
+        """The project's containers (of ``services``), read through :mod:`composekit.proc` like
+        every call an undo makes: a signal to composekit's process group cannot fail it."""
+        args = ["ps", "--quiet", *(["--all"] if all else []), *(services or [])]
+        ids = self._read(self.compose_argv(*args), "docker compose ps").split()
+        if not ids:
+            return []
+        found = json.loads(
+            self._read([self._docker(), "container", "inspect", *ids], "docker inspect")
+        )
         out = []
-        for c in containers:
-            st = c.state
-            health = st.health.status if st.health is not None else None
+        for c in found:
+            st = c.get("State") or {}
             out.append(
                 ServiceState(
-                    service=(c.config.labels or {}).get("com.docker.compose.service", ""),
-                    name=c.name,
-                    state=str(st.status),
-                    health=health,
-                    image_id=str(c.image),
-                    exit_code=st.exit_code,
+                    service=(c.get("Config", {}).get("Labels") or {}).get(
+                        "com.docker.compose.service", ""
+                    ),
+                    name=str(c.get("Name", "")).lstrip("/"),
+                    state=str(st.get("Status", "")),
+                    health=(st.get("Health") or {}).get("Status"),
+                    image_id=str(c.get("Image", "")),
+                    exit_code=st.get("ExitCode"),
                 )
             )
         return out
+
+    def _read(self, argv: list[str], action: str) -> str:
+        try:
+            return proc.run(argv, timeout=60).stdout
+        except proc.CommandFailed as exc:
+            raise translate(action, exc.stderr, exc.returncode) from exc
 
     def health(self, service: str) -> str:
         """``healthy``/``unhealthy``/``starting``/``running`` (no healthcheck)/``exited``/``missing``."""
@@ -313,8 +335,7 @@ class ComposeProject:
             return str(self.client.image.inspect(name).id)
 
     def tag_image(self, image_id: str, name: str) -> None:
-        with docker_errors(f"docker tag {image_id[:19]} {name}"):
-            self.client.image.tag(image_id, name)
+        self._mutate(("tag", image_id, name), timeout=60, compose=False)
 
     def tagged(self, repo: str, prefix: str) -> list[tuple[str, str, str]]:
         """``(tag, image ID, created)`` for every ``repo:<prefix>…`` tag, newest tag first."""
@@ -333,8 +354,7 @@ class ComposeProject:
         """Remove the tag ``ref`` (and the image, if that was its last tag); False if the image
         behind it is still used by a container."""
         try:
-            with docker_errors(f"docker image rm {ref}"):
-                self.client.image.remove(ref)
+            self._mutate(("image", "rm", ref), timeout=120, compose=False)
         except DockerError:
             return False
         return True
@@ -355,8 +375,8 @@ class ComposeProject:
                 "com.docker.compose.oneoff=True",
             ]
             found = self.client.container.list(all=True, filters=[("label", lab) for lab in labels])
-            for c in found:
-                c.remove(force=True)
+        if found:
+            self._mutate(("rm", "--force", *(c.id for c in found)), timeout=120, compose=False)
         return len(found)
 
     # -- proc-run calls -------------------------------------------------------------------------
