@@ -16,6 +16,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -166,7 +167,7 @@ def take_backup(
     now = datetime.now(UTC)
     name = f"{now.strftime('%Y%m%dT%H%M%S%fZ')}_{_safe_label(label)}"
     final = d / f"{name}{DUMP_SUFFIX}"
-    tmp = d / f".{name}{DUMP_SUFFIX}.partial"
+    tmp = d / f".{name}{DUMP_SUFFIX}.{os.getpid()}.partial"  # the pid: whose it is, if left
     server, ledger = target.versions()
     progress(f"pg_dump {target.database} (server {server}) → {final.name}")
     t0 = time.monotonic()
@@ -351,6 +352,7 @@ def restore_backup(
     compare_rows: bool = False,
     timeout: float = 3600,
     progress: Progress = silent,
+    before_stop: Callable[[list[str]], None] = lambda services: None,
 ) -> RestoreReport:
     """Restore ``name`` (default: the newest) — verified first, safety snapshot, scratch database,
     then an atomic name swap. Raises before touching anything if the backup does not verify."""
@@ -378,6 +380,7 @@ def restore_backup(
                 hint="the backup does not hold what its manifest says; use another backup",
             )
         stopped = _running_users(target, stop_services or [])
+        before_stop(stopped)  # e.g. into the journal: started again, should this run be killed
         if stopped:
             progress(f"stopping {', '.join(stopped)} for the swap")
             target.project.stop(stopped)

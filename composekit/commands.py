@@ -176,7 +176,8 @@ def restore(
     services a deploy's undo stops. ``confirm`` is asked first (None: already confirmed)."""
     from composekit.backup import find_backup, restore_backup
     from composekit.dbtarget import DbTarget
-    from composekit.deploy import take_deploy_lock
+    from composekit.deploy import new_state, recover_leftover, take_deploy_lock
+    from composekit.journal import Journal, read_journal
 
     target = DbTarget.from_settings(settings)
     chosen = find_backup(settings.backups_path, name)
@@ -184,14 +185,33 @@ def restore(
         confirm(chosen.path.name, target.database)
     with ExitStack() as lock:  # never under a running deploy (nor one starting meanwhile)
         take_deploy_lock(target, lock, lock_wait, progress)
-        return restore_backup(
+        if read_journal(settings.project_dir) is not None:  # a run was killed: its undo first
+            recover_leftover(new_state(settings, env=None, timeout=900, progress=progress))
+        journal = Journal.start(settings.project_dir, "restore")
+        report = restore_backup(
             target,
             settings.backups_path,
             str(chosen.path),
             snapshot=snapshot,
             stop_services=settings.database_users,
             progress=progress,
+            before_stop=lambda services: journal.write(step="swap", stopped=services),
         )
+        journal.close()  # not on an exception: its clean-up ran, but a signal may have cut it
+        return report
+
+
+def recover(
+    settings: Settings, *, lock_wait: float = 0, timeout: float = 900, progress: Progress = silent
+) -> list[str]:
+    """Finish the undo of a deploy, rollback or restore that was killed (its journal says what it
+    had done); under the deploy lock. Returns what was done; empty: nothing was interrupted."""
+    from composekit.deploy import new_state, recover_leftover, take_deploy_lock
+
+    s = new_state(settings, env=None, timeout=timeout, progress=progress)
+    with s.lock:
+        take_deploy_lock(s.ctx.target, s.lock, lock_wait, progress)
+        return recover_leftover(s)
 
 
 # -- deploy -------------------------------------------------------------------------------------
@@ -236,7 +256,7 @@ def rollback(
     """Run (or describe) a rollback of the web to a kept image; the database is not touched."""
     from composekit.deploy import RunKind, execute, new_state, rollback_steps
 
-    s = new_state(settings, env=env, timeout=timeout, progress=progress)
+    s = new_state(settings, env=env, timeout=timeout, progress=progress, kind=RunKind.ROLLBACK)
     return execute(s, rollback_steps(s, to, lock_wait), kind=RunKind.ROLLBACK, dry_run=dry_run)
 
 

@@ -274,9 +274,16 @@ class ComposeProject:
         ids = self._read(self.compose_argv(*args), "docker compose ps").split()
         if not ids:
             return []
-        found = json.loads(
-            self._read([self._docker(), "container", "inspect", *ids], "docker inspect")
-        )
+        # a container may be gone between the two calls (a one-off that ended): skip it
+        r = proc.run([self._docker(), "container", "inspect", *ids], timeout=60, check=False)
+        other = [
+            ln
+            for ln in r.stderr.splitlines()
+            if ln.strip() and "no such container" not in ln.lower()
+        ]
+        if r.returncode != 0 and other:
+            raise translate("docker inspect", r.stderr, r.returncode)
+        found = json.loads(r.stdout or "[]")
         out = []
         for c in found:
             st = c.get("State") or {}

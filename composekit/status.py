@@ -11,6 +11,7 @@ from composekit.config import Settings
 from composekit.dbtarget import DbTarget
 from composekit.deploy import HistoryRecord, read_history, short
 from composekit.errors import ComposekitError
+from composekit.journal import JournalEntry, read_journal
 from composekit.migrations import load_source, pending
 
 
@@ -31,6 +32,8 @@ class ProjectStatus:
     last_backup: Backup | None
     last_deploy: HistoryRecord | None
     problems: list[str] = field(default_factory=list)
+    run: JournalEntry | None = None  # a run in flight, or one that was killed (see ``running``)
+    running: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = self.last_deploy
@@ -49,6 +52,8 @@ class ProjectStatus:
                 "ledger_after": d.ledger_after,
             },
             "problems": self.problems,
+            "interrupted": None if self.run is None or self.running else self.run.to_dict(),
+            "in_progress": self.run.to_dict() if self.run is not None and self.running else None,
         }
 
 
@@ -71,6 +76,13 @@ def project_status(settings: Settings) -> ProjectStatus:
         problems.append(f"database: {exc.message}")
     backups = list_backups(settings.backups_path)
     history = read_history(settings.project_dir)
+    run = read_journal(settings.project_dir)
+    running = run is not None and run.alive
+    if run is not None and not running:
+        problems.append(
+            f"the {run.describe()} was interrupted: run `composekit recover` "
+            "(the next deploy does it too)"
+        )
     return ProjectStatus(
         services=services,
         ledger_version=ledger,
@@ -78,4 +90,6 @@ def project_status(settings: Settings) -> ProjectStatus:
         last_backup=backups[0] if backups else None,
         last_deploy=history[-1] if history else None,
         problems=problems,
+        run=run,
+        running=running,
     )

@@ -131,3 +131,28 @@ def rollback(
         progress=c.out.progress,
     )
     _show(c, result, as_json, lambda r: f"rolled back: {r.steps[-1].detail}")
+
+
+@app.command(
+    epilog="Examples:\n\n  composekit status          # says whether a run was interrupted\n\n"
+    "  composekit recover\n\n  composekit recover --lock-wait 60 --json"
+)
+def recover(
+    ctx: typer.Context,
+    timeout: TimeoutOpt = 900,
+    lock_wait: LockWaitOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Finish the undo of a deploy, rollback or restore that was killed (SIGKILL, a power cut):
+    migrator container removed, database and web back as they were, stopped services started,
+    scratch databases and partial backups removed. The next deploy does this by itself too."""
+    c = cli(ctx)
+    done = commands.recover(
+        c.settings(), lock_wait=lock_wait, timeout=timeout, progress=c.out.progress
+    )
+    if as_json:
+        c.out.emit_json({"recovered": bool(done), "actions": done})
+    elif not done:
+        c.out.line("nothing to recover: no run was interrupted")
+    else:
+        c.out.line(f"recovered: {'; '.join(done)}")

@@ -105,6 +105,8 @@ def status_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     else:
         result = "ok" if d.ok else "FAILED: " + d.error
         c.out.line(f"last {d.kind}: {d.started[:19]} {result}")
+    if st.run is not None and st.running:
+        c.out.line(f"in progress: {st.run.describe()}")
     for p in st.problems:
         c.out.line(f"problem: {p}")
 

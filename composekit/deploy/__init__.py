@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from composekit.deploy.history import HistoryRecord, RunKind, read_history
 from composekit.deploy.lock import take_deploy_lock
+from composekit.deploy.recover import recover_leftover
 from composekit.deploy.rollback import KeptImage, kept_images, rollback_steps
 from composekit.deploy.run import execute, plan_steps
 from composekit.deploy.state import OVERLAYS, new_state
@@ -26,6 +27,7 @@ __all__ = [
     "new_state",
     "plan_steps",
     "read_history",
+    "recover_leftover",
     "rollback_steps",
     "short",
     "take_deploy_lock",

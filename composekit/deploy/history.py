@@ -16,6 +16,7 @@ from composekit.redact import Redactor
 class RunKind(StrEnum):
     DEPLOY = "deploy"
     ROLLBACK = "rollback"
+    RECOVER = "recover"  # the undo of a killed run, finished later
 
 
 @dataclass

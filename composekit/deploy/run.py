@@ -23,7 +23,7 @@ from composekit.deploy.steps import (
     Together,
 )
 from composekit.deploy.verify import Verify
-from composekit.errors import ComposekitError
+from composekit.errors import ComposekitError, UndoFailed
 
 
 def plan_steps(s: DeployState, lock_wait: float) -> list[Step]:
@@ -58,10 +58,21 @@ def execute(
     run = RunReport()
     error: ComposekitError | None = None
     try:
-        run_steps(steps, s.progress, run, what=str(kind), before_undo=s.start_undo)
+        run_steps(
+            steps,
+            s.progress,
+            run,
+            what=str(kind),
+            before_undo=s.start_undo,
+            before_step=lambda step: s.checkpoint(step.name),
+        )
     except ComposekitError as exc:
         error = exc
     finally:
+        # done, or fully undone: nothing for a later run to recover (an undo that failed keeps
+        # its journal, for `composekit recover`); then the lock goes
+        if s.journal is not None and not isinstance(error, UndoFailed):
+            s.journal.close()
         s.lock.close()
     after = s.ledger_after
     if error is not None or after is None:

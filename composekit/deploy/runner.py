@@ -91,6 +91,7 @@ def run_steps(
     report: RunReport | None = None,
     what: str = "deploy",
     before_undo: Callable[[], None] = lambda: None,
+    before_step: Callable[[Step], None] = lambda step: None,
 ) -> RunReport:
     """Run ``steps`` in order; on failure call ``before_undo``, undo the completed ones newest
     first, then raise :class:`DeployFailed` (exit 7), :class:`Interrupted` (130) or, if an undo
@@ -102,6 +103,7 @@ def run_steps(
         progress(f"{step.name}: {step.describe()}")
         t0 = time.monotonic()
         try:
+            before_step(step)
             result = step.run()
         except (ComposekitError, KeyboardInterrupt) as exc:
             rec = StepRecord(step.name, StepStatus.FAILED, time.monotonic() - t0, _message(exc))

@@ -15,7 +15,9 @@ from composekit.compose import ComposeProject
 from composekit.config import BackupMode, Settings
 from composekit.dbtarget import DbTarget
 from composekit.deadline import Deadline
+from composekit.deploy.history import RunKind
 from composekit.errors import UsageError
+from composekit.journal import Journal
 from composekit.migrations import Source, load_source, pending
 from composekit.progress import Progress
 
@@ -33,6 +35,7 @@ class DeployContext:
     env: str | None = None
     backup_mode: BackupMode = BackupMode.AUTO
     maintenance: bool = False
+    kind: RunKind = RunKind.DEPLOY
 
 
 @dataclass
@@ -54,6 +57,7 @@ class DeployState:
     ledger_after: list[str] | None = None  # verify step
     backup: Backup | None = None  # backup step
     stopped: list[str] = field(default_factory=list)  # maintenance step
+    journal: Journal | None = None  # started by the lock step, once no other run can be in flight
 
     @property
     def settings(self) -> Settings:
@@ -66,9 +70,27 @@ class DeployState:
     def progress(self, line: str) -> None:
         self.ctx.progress(line)
 
+    @property
+    def kind(self) -> RunKind:
+        return self.ctx.kind
+
     def pending(self) -> list[str]:
         """Versions the ledger read at the lock step does not hold."""
         return [m.version for m in pending(self.ctx.source, self.ledger_before or [])]
+
+    def checkpoint(self, step: str = "") -> None:
+        """Write what an undo would need to the journal, before a step changes anything."""
+        if self.journal is None:
+            return
+        self.journal.write(
+            step=step or self.journal.entry.step,
+            ledger_before=self.ledger_before,
+            backup=str(self.backup.path) if self.backup else None,
+            web_name=self.web.name,
+            web_previous=self.web.previous,
+            web_new=self.web.new,
+            stopped=self.stopped,
+        )
 
     def start_undo(self) -> None:
         """The undo gets a budget of its own: the run's may be spent (that may be why it failed)."""
@@ -83,6 +105,7 @@ def new_state(
     progress: Progress,
     backup_mode: BackupMode = BackupMode.AUTO,
     maintenance: bool = False,
+    kind: RunKind = RunKind.DEPLOY,
 ) -> DeployState:
     """The context of a deploy (or rollback); checks ``--env``. The deadline starts here."""
     deadline = Deadline(timeout)
@@ -100,5 +123,6 @@ def new_state(
         env,
         backup_mode,
         maintenance,
+        kind,
     )
     return DeployState(ctx, deadline)

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from composekit.backup import take_backup
 from composekit.config import BackupMode
 from composekit.deploy.lock import take_deploy_lock
+from composekit.deploy.recover import recover_leftover
 from composekit.deploy.revert import applied_since, revert_database
 from composekit.deploy.runner import Skipped, Step
 from composekit.deploy.state import DeployState
@@ -26,6 +27,7 @@ from composekit.deploy.web import (
 )
 from composekit.doctor import MIN_FREE_BYTES  # the floor `composekit doctor` checks
 from composekit.errors import ComposekitError, ConfigError
+from composekit.journal import Journal
 from composekit.migrations import compare, drift_error
 from composekit.signals import shielded
 
@@ -116,6 +118,10 @@ class DeployLock(StateStep):
     def run(self) -> str:
         target = self.s.ctx.target
         take_deploy_lock(target, self.s.lock, self.wait, self.s.progress)
+        recover_leftover(self.s)  # a run killed earlier: finish its undo before anything else
+        self.s.journal = Journal.start(
+            self.s.settings.project_dir, self.s.kind, env=self.s.ctx.env, step=self.name
+        )
         rows = target.ledger_rows()
         self.s.ledger_before = [r.version for r in rows] if rows is not None else None
         if self.check_ledger:  # the migrator would refuse these: say so before anything changes
@@ -165,6 +171,7 @@ class BuildImages(StateStep):
         st, web = self.s.settings, self.s.web
         web.previous = self.s.project.image_of(st.web_service)
         web.name = self.s.project.image_name(st.web_service)
+        self.s.checkpoint()  # the tag it is about to move, and where it pointed
         services = [st.web_service]
         if st.layout.has_migrator and self.s.project.image_name(st.migrator_service) != web.name:
             services.append(st.migrator_service)
@@ -309,9 +316,10 @@ class Maintenance(StateStep):
 
     def run(self) -> str:
         running = sorted({x.service for x in self.s.project.ps(self.services, all=False)})
+        self.s.stopped = running
+        self.s.checkpoint()  # what to start again, should this run be killed while they are off
         if running:
             self.s.project.stop(running)
-        self.s.stopped = running
         return f"stopped {', '.join(running)}" if running else "nothing was running"
 
     def undo(self) -> str:

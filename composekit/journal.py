@@ -1,5 +1,5 @@
 """The journal of the run in flight: what SIGKILL or a power cut leaves behind is found by the next
-run, and :mod:`composekit.deploy.recover` finishes the undo.
+run (under the deploy lock), and :mod:`composekit.deploy.recover` finishes the undo.
 
 ``.composekit/journal.json`` (0600, fsynced) is written before each step of a deploy or rollback,
 and before a restore stops anything, with what an undo needs: the ledger before, the pre-deploy
@@ -47,14 +47,23 @@ class JournalEntry:
 
     @property
     def alive(self) -> bool:
-        """Whether the process that wrote it still runs (on this machine)."""
-        if self.host != socket.gethostname():
-            return False  # unknowable from here; the deploy lock decides
-        try:
-            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
-        except OSError:
-            return False
-        return b"composekit" in cmdline
+        """Whether the process that wrote it still runs (on this machine; from another one the
+        deploy lock decides)."""
+        return self.host == socket.gethostname() and composekit_alive(self.pid)
+
+    def describe(self) -> str:
+        at = f" at step {self.step}" if self.step else ""
+        return (
+            f"{self.kind} {self.id} (started {self.started[:19]}, pid {self.pid}@{self.host}{at})"
+        )
+
+
+def composekit_alive(pid: int) -> bool:
+    """Whether ``pid`` is a composekit process running on this machine."""
+    try:
+        return b"composekit" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def journal_path(project_dir: Path) -> Path:

@@ -1,0 +1,117 @@
+"""SIGKILL (or a power cut) leaves a half-done run that no handler could undo: the journal lets
+`composekit status` name it, and `composekit recover` — or the next deploy — finish its undo."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from composekit.errors import ExitCode
+from tests.apps import App, fingerprint, migration, release, wait_for_query, web_image
+from tests.helpers import Running, run_cli
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def migrators(app: App) -> list[str]:
+    return [s.name for s in app.project.ps() if s.service == "migrator"]
+
+
+def status(app: App) -> dict:  # type: ignore[type-arg]
+    r = run_cli("-C", str(app.dir), "status", "--json")
+    assert r.returncode == 0, r.stderr
+    return dict(json.loads(r.stdout))
+
+
+def test_a_deploy_killed_during_migrate_is_found_and_recovered(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    assert run_cli("-C", str(app.dir), "deploy", "--timeout", "120").returncode == 0
+    good, image = fingerprint(app), web_image(app)
+    assert status(app)["interrupted"] is None
+    migration(
+        app,
+        "0002_slow.sql",
+        "CREATE TABLE slow (id int);\nSELECT pg_sleep(60);",
+        "DROP TABLE slow;",
+    )
+    release(app, 2)
+
+    run = Running("-C", str(app.dir), "deploy", "--timeout", "120")
+    wait_for_query(app, "pg_sleep(60)", run.p)
+    run.p.send_signal(signal.SIGKILL)  # no handler runs: nothing is undone
+    run.finish()
+    assert migrators(app), "the one-off migrator outlives a killed composekit"
+
+    st = status(app)
+    assert st["interrupted"] is not None and st["interrupted"]["step"] == "migrate", st
+    assert any("composekit recover" in p for p in st["problems"])
+
+    r = run_cli("-C", str(app.dir), "recover")
+    assert r.returncode == 0, r.stderr
+    assert "finishing its undo first" in r.stderr and "recovered:" in r.stdout
+    assert migrators(app) == [] and fingerprint(app) == good
+    assert web_image(app) == image and "<th>bio</th>" in app.page()
+    assert (
+        status(app)["interrupted"] is None
+        and not (app.dir / ".composekit" / "journal.json").exists()
+    )
+    history = json.loads(run_cli("-C", str(app.dir), "history", "--json").stdout)["deploys"]
+    assert history[-1]["kind"] == "recover" and "was interrupted" in history[-1]["error"]
+    again = run_cli("-C", str(app.dir), "recover")
+    assert again.returncode == 0 and "nothing to recover" in again.stdout
+
+
+def test_the_next_deploy_recovers_a_deploy_killed_during_the_web_step(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    assert run_cli("-C", str(app.dir), "deploy", "--timeout", "120").returncode == 0
+    image = web_image(app)
+    migration(
+        app,
+        "0002_city.sql",
+        "ALTER TABLE users ADD COLUMN city text;",
+        "ALTER TABLE users DROP COLUMN city;",
+    )
+    app_py = app.dir / "app" / "app.py"
+    healthy = app_py.read_text()
+    app_py.write_text(
+        healthy.replace('return self._send(200, "ok\\n")', 'return self._send(503, "no\\n")')
+    )
+
+    run = Running("-C", str(app.dir), "deploy", "--timeout", "120")
+    run.wait_for("web: up -d")
+    deadline = time.monotonic() + 60
+    while web_image(app) == image:  # until the new web runs (and fails its checks)
+        assert time.monotonic() < deadline and run.p.poll() is None, "".join(run.lines)
+        time.sleep(0.3)
+    run.p.send_signal(signal.SIGKILL)
+    run.finish()
+    assert app.psql("SELECT count(*) FROM schema_migrations") == "2"  # 0002 stayed applied
+    assert web_image(app) != image  # and the broken web runs
+
+    # a deploy from this state: first the killed one is undone, then this one goes through
+    app_py.write_text(healthy)
+    r = run_cli("-C", str(app.dir), "deploy", "--timeout", "120")
+    assert r.returncode == 0, r.stderr
+    assert "found an interrupted deploy" in r.stderr and "reverted 0002" in r.stderr, r.stderr
+    assert "<th>city</th>" in app.page()
+    kinds = [
+        h["kind"]
+        for h in json.loads(run_cli("-C", str(app.dir), "history", "--json").stdout)["deploys"]
+    ]
+    assert kinds[-2:] == ["recover", "deploy"]
+
+
+def test_recover_refuses_while_a_run_holds_the_lock(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    assert run_cli("-C", str(app.dir), "deploy", "--timeout", "120").returncode == 0
+    migration(app, "0002_slow.sql", "SELECT pg_sleep(8);", "SELECT 1;")
+    run = Running("-C", str(app.dir), "deploy", "--timeout", "120")
+    wait_for_query(app, "pg_sleep(8)", run.p)
+    assert status(app)["in_progress"] is not None
+    r = run_cli("-C", str(app.dir), "recover")
+    assert r.returncode == ExitCode.MIGRATION and "the deploy lock is held by" in r.stderr
+    code, err = run.finish()
+    assert code == 0, err
