@@ -170,6 +170,8 @@ def restore(
     snapshot: bool = True,
     lock_wait: float = 0,
     confirm: Confirm | None = None,
+    foreign: bool = False,
+    snapshots: bool = False,
     progress: Progress = silent,
 ) -> RestoreReport:
     """Restore ``name`` (default: the newest backup) under the deploy lock, stopping the same
@@ -177,27 +179,43 @@ def restore(
     from composekit.backup import find_backup, restore_backup
     from composekit.dbtarget import DbTarget
     from composekit.deploy import new_state, recover_leftover, take_deploy_lock
+    from composekit.errors import ComposekitError
     from composekit.journal import Journal, read_journal
 
     target = DbTarget.from_settings(settings)
-    chosen = find_backup(settings.backups_path, name)
+    chosen = find_backup(
+        settings.backups_path, name, of=(target.project.name, target.database), snapshots=snapshots
+    )
     if confirm is not None:
         confirm(chosen.path.name, target.database)
     with ExitStack() as lock:  # never under a running deploy (nor one starting meanwhile)
         take_deploy_lock(target, lock, lock_wait, progress)
-        if read_journal(settings.project_dir) is not None:  # a run was killed: its undo first
-            recover_leftover(new_state(settings, env=None, timeout=900, progress=progress))
+        leftover = read_journal(settings.project_dir)
+        if leftover is not None:  # a run was killed: its undo first
+            s = new_state(
+                settings,
+                env=None,
+                timeout=900,
+                progress=progress,
+                migrations=leftover.kind == "deploy",  # only a deploy's undo reads them
+            )
+            recover_leftover(s)
         journal = Journal.start(settings.project_dir, "restore")
-        report = restore_backup(
-            target,
-            settings.backups_path,
-            str(chosen.path),
-            snapshot=snapshot,
-            stop_services=settings.database_users,
-            progress=progress,
-            before_stop=lambda services: journal.write(step="swap", stopped=services),
-        )
-        journal.close()  # not on an exception: its clean-up ran, but a signal may have cut it
+        try:
+            report = restore_backup(
+                target,
+                settings.backups_path,
+                str(chosen.path),
+                snapshot=snapshot,
+                stop_services=settings.database_users,
+                foreign=foreign,
+                progress=progress,
+                before_stop=lambda services: journal.write(step="swap", stopped=services),
+            )
+        except (ComposekitError, KeyboardInterrupt):
+            journal.close()  # it cleaned up after itself (shielded from further signals)
+            raise
+        journal.close()
         return report
 
 

@@ -137,6 +137,11 @@ class ComposeProject:
         )
 
     # -- the command line, for proc-run calls -------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The project's name as Compose resolves it (``--project-name``, ``name:``, the folder)."""
+        return self.project_name or str(self.config().get("name") or self.project_dir.name)
+
     @staticmethod
     def _docker() -> str:
         docker = shutil.which("docker")

@@ -37,14 +37,23 @@ def describe_url(url: str) -> str:
 
 
 def connect(url: str, application_name: str, origin: str = "", timeout: int = 10) -> Any:
-    """A psycopg connection in autocommit mode, or one clear :class:`DatabaseUnavailable`."""
+    """A psycopg connection in autocommit mode, or one clear :class:`DatabaseUnavailable`.
+
+    The client encoding is always UTF8, whatever the URL, PGCLIENTENCODING or the database
+    say: psycopg returns ``bytes`` for text under SQL_ASCII and cannot send non-ASCII SQL, and
+    migration files are UTF-8 (PostgreSQL converts to LATIN1 and the like itself).
+    """
     import psycopg
 
     where = describe_url(url)
     src = f" (from {origin})" if origin else ""
     try:
         conn = psycopg.connect(
-            url, autocommit=True, connect_timeout=timeout, application_name=application_name[:63]
+            url,
+            autocommit=True,
+            connect_timeout=timeout,
+            application_name=application_name[:63],
+            client_encoding="UTF8",  # keyword arguments override the URL and the environment
         )
         conn.prepare_threshold = None  # every migration's SQL is different: no prepare bookkeeping
         return conn

@@ -15,6 +15,8 @@ from composekit.config import Settings
 from composekit.errors import DockerError
 from composekit.migrations import Ledger, LedgerRow
 
+UTF8 = {"PGCLIENTENCODING": "UTF8"}  # text comes back as UTF-8 whatever the database's encoding
+
 
 @dataclass(frozen=True)
 class DbTarget:
@@ -55,7 +57,9 @@ class DbTarget:
         argv += ["-d", database or self.database]
         for command in sql:
             argv += ["-c", command]
-        return self.project.exec(self.service, argv, timeout=timeout, input=script).stdout.strip()
+        return self.project.exec(
+            self.service, argv, timeout=timeout, input=script, env=UTF8
+        ).stdout.strip()
 
     def session(self, application_name: str, database: str = "postgres") -> PsqlSession:
         """A psql session kept open (e.g. to hold an advisory lock for as long as it lives)."""
@@ -63,26 +67,48 @@ class DbTarget:
             self.project.session(
                 self.service,
                 ["psql", "-X", "-q", "-tA", "-U", self.user, "-d", database],
-                env={"PGAPPNAME": application_name[:63]},
+                env={"PGAPPNAME": application_name[:63], **UTF8},
             )
         )
 
     # -- the ledger: one reader, shared with the engine (Ledger's SQL and parser) ---------------
-    def read_ledger(self, database: str | None = None) -> tuple[str, list[LedgerRow] | None]:
-        """(server version, the ledger rows — ``None`` without a ledger table), one round trip."""
+    def read_state(self, database: str | None = None) -> DbState:
+        """Server version, cluster identity, database-level properties and the ledger (``None``
+        without a ledger table), in one round trip."""
         ledger = Ledger(self.ledger_table)
+        facts = (
+            "'server', current_setting('server_version'), "
+            "'sysid', CASE WHEN has_function_privilege('pg_control_system()', 'execute') "
+            "THEN (SELECT system_identifier::text FROM pg_control_system()) END, "
+            "'props', (SELECT json_build_object('comment', shobj_description(d.oid, 'pg_database'), "
+            "'acl', d.datacl::text[], 'settings', (SELECT s.setconfig FROM pg_db_role_setting s "
+            "WHERE s.setdatabase = d.oid AND s.setrole = 0)) FROM pg_database d "
+            "WHERE d.datname = current_database())"
+        )
         script = (
             f"SELECT to_regclass({_literal(ledger.regclass)}) IS NOT NULL AS ck_has \\gset\n"
             "\\if :ck_has\n"
-            f"SELECT json_build_object('server', current_setting('server_version'), "
-            f"'ledger', ({ledger.select_json_sql()}));\n"
+            f"SELECT json_build_object({facts}, 'ledger', ({ledger.select_json_sql()}));\n"
             "\\else\n"
-            "SELECT json_build_object('server', current_setting('server_version'), 'ledger', NULL);\n"
+            f"SELECT json_build_object({facts}, 'ledger', NULL);\n"
             "\\endif\n"
         )
         data = json.loads(self.psql(script=script, database=database, timeout=60))
         rows = data["ledger"]
-        return data["server"], None if rows is None else ledger.parse_rows(rows)
+        return DbState(
+            data["server"],
+            data["sysid"] or "",
+            DatabaseProps.from_dict(data["props"] or {}),
+            None if rows is None else ledger.parse_rows(rows),
+        )
+
+    def read_ledger(self, database: str | None = None) -> tuple[str, list[LedgerRow] | None]:
+        """(server version, the ledger rows — ``None`` without a ledger table)."""
+        state = self.read_state(database)
+        return state.server_version, state.ledger
+
+    def roles(self) -> set[str]:
+        return set(self.psql("SELECT rolname FROM pg_roles", database="postgres").splitlines())
 
     def ledger_rows(self) -> list[LedgerRow] | None:
         """The whole ledger, or ``None`` without a ledger table."""
@@ -126,6 +152,74 @@ class DbTarget:
             table, _, n = line.rpartition("|")
             counts[table] = int(n)
         return counts
+
+
+@dataclass(frozen=True)
+class DatabaseProps:
+    """What a database holds outside any schema — and a plain ``pg_dump`` does not: its settings
+    (``ALTER DATABASE … SET``), comment and ACL (``REVOKE CONNECT … FROM PUBLIC``). Recorded in a
+    backup's manifest and put back by a restore."""
+
+    comment: str | None = None
+    acl: tuple[str, ...] | None = None  # datacl items (``grantee=privs/grantor``); None: defaults
+    settings: tuple[str, ...] = ()  # ``name=value``
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DatabaseProps:
+        acl = d.get("acl")
+        return cls(
+            d.get("comment"), None if acl is None else tuple(acl), tuple(d.get("settings") or ())
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"comment": self.comment, "acl": self.acl, "settings": list(self.settings)}
+
+    def to_sql(self, database: str, roles: set[str]) -> tuple[list[str], list[str]]:
+        """(statements that give ``database`` these properties, notes on what could not be)."""
+        db = quote_ident(database)
+        sql = [f"ALTER DATABASE {db} RESET ALL"]
+        for item in self.settings:
+            name, _, value = item.partition("=")
+            if name in _LIST_SETTINGS:
+                value = ", ".join(_literal(v.strip()) for v in value.split(","))
+            else:
+                value = _literal(value)
+            sql.append(f"ALTER DATABASE {db} SET {quote_ident(name)} = {value}")
+        sql.append(
+            f"COMMENT ON DATABASE {db} IS {_literal(self.comment) if self.comment else 'NULL'}"
+        )
+        notes: list[str] = []
+        if self.acl is not None:
+            sql.append(f"REVOKE ALL ON DATABASE {db} FROM PUBLIC")
+            for item in self.acl:
+                grantee, _, rest = item.partition("=")
+                privs = rest.partition("/")[0]
+                grantee = grantee.strip('"')
+                if grantee and grantee not in roles:
+                    notes.append(f"no role {grantee} here: its {privs} on the database not granted")
+                    continue
+                names = [_DB_PRIVILEGES[c] for c in privs if c in _DB_PRIVILEGES]
+                if names:
+                    to = quote_ident(grantee) if grantee else "PUBLIC"
+                    sql.append(f"GRANT {', '.join(names)} ON DATABASE {db} TO {to}")
+        return sql, notes
+
+
+@dataclass(frozen=True)
+class DbState:
+    server_version: str
+    system_identifier: str
+    props: DatabaseProps
+    ledger: list[LedgerRow] | None
+
+
+_LIST_SETTINGS = {
+    "search_path",
+    "temp_tablespaces",
+    "session_preload_libraries",
+    "local_preload_libraries",
+}
+_DB_PRIVILEGES = {"C": "CREATE", "T": "TEMPORARY", "c": "CONNECT"}
 
 
 def _literal(text: str) -> str:

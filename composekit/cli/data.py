@@ -109,6 +109,17 @@ def restore(
         bool,
         typer.Option("--no-snapshot", help="Skip the safety snapshot of the current database."),
     ] = False,
+    foreign: Annotated[
+        bool,
+        typer.Option(
+            "--foreign",
+            help="Restore a dump from elsewhere (no manifest, another project, database or cluster).",
+        ),
+    ] = False,
+    snapshots: Annotated[
+        bool,
+        typer.Option("--snapshot", help="The newest may be a pre-restore safety snapshot."),
+    ] = False,
     lock_wait: LockWaitOpt = 0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -127,6 +138,8 @@ def restore(
         snapshot=not no_snapshot,
         lock_wait=lock_wait,
         confirm=None if yes else _ask,
+        foreign=foreign,
+        snapshots=snapshots,
         progress=c.out.progress,
     )
     if as_json:

@@ -106,6 +106,7 @@ def new_state(
     backup_mode: BackupMode = BackupMode.AUTO,
     maintenance: bool = False,
     kind: RunKind = RunKind.DEPLOY,
+    migrations: bool = True,
 ) -> DeployState:
     """The context of a deploy (or rollback); checks ``--env``. The deadline starts here."""
     deadline = Deadline(timeout)
@@ -117,7 +118,9 @@ def new_state(
         settings,
         project,
         DbTarget.from_settings(settings, project),
-        load_source(settings.migrations_path, settings.migrations_format),
+        load_source(settings.migrations_path, settings.migrations_format)
+        if migrations
+        else Source(settings.migrations_path, settings.migrations_format, [], []),
         progress,
         timeout,
         env,

@@ -175,7 +175,7 @@ def test_corrupt_or_truncated_dump_is_refused_before_anything_changes(
 
     truncated = project.project_dir / "truncated.dump"
     truncated.write_bytes(bytes(data[: len(data) // 3]))
-    r = ck(project, "restore", str(truncated), "--yes")
+    r = ck(project, "restore", str(truncated), "--yes", "--foreign")
     assert r.returncode == ExitCode.VERIFY and "not a valid pg_dump archive" in r.stderr
     assert fingerprint(project) == state
     assert not [p for p in (project.project_dir / "backups").iterdir() if "snapshot" in p.name]
@@ -241,6 +241,70 @@ def test_plain_sql_dump_from_the_old_shell_script_restores(seeded: ComposeProjec
         project,
         "DROP VIEW big_orders; DELETE FROM users WHERE id > 40 AND id NOT IN (SELECT user_id FROM orders)",
     )
-    r = ck(project, "restore", str(plain), "--yes")
+    r = ck(project, "restore", str(plain), "--yes")  # no manifest: where is it from?
+    assert r.returncode == ExitCode.VERIFY and "has no manifest" in r.stderr
+    assert "--foreign" in r.stderr and fingerprint(project) != before
+    r = ck(project, "restore", str(plain), "--yes", "--foreign")
     assert r.returncode == 0, r.stderr
     assert fingerprint(project) == before
+
+
+def test_restore_knows_where_a_backup_came_from_and_keeps_what_the_database_held(
+    seeded: ComposeProject, compose_factory: Callable[..., ComposeProject]
+) -> None:
+    project = seeded
+    psql(
+        project,
+        "CREATE ROLE reporting; CREATE TABLE reports (id int); ALTER TABLE reports OWNER TO reporting; "
+        "ALTER DATABASE appdb SET search_path TO 'app_schema', public; "
+        "ALTER DATABASE appdb SET work_mem TO '8MB'; "
+        "COMMENT ON DATABASE appdb IS 'the shop''s data'; "
+        "REVOKE CONNECT ON DATABASE appdb FROM PUBLIC; GRANT CONNECT ON DATABASE appdb TO reporting",
+    )
+    props = (
+        "SELECT (SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = d.oid AND setrole = 0), "
+        "shobj_description(d.oid, 'pg_database'), "
+        "ARRAY(SELECT a::text FROM unnest(datacl) a ORDER BY 1) FROM pg_database d "
+        "WHERE datname = 'appdb'"
+    )
+    owner = "SELECT tableowner FROM pg_tables WHERE tablename = 'reports'"
+    held = psql(project, props)
+    assert "work_mem=8MB" in held and "reporting=c/app" in held
+    r = ck(project, "backup", "--label", "mine", "--json")
+    assert r.returncode == 0, r.stderr
+    mine = Path(json.loads(r.stdout)["path"]).name
+
+    # what a bad day does: ownership, settings, comment, ACL all changed
+    psql(
+        project,
+        "ALTER TABLE reports OWNER TO app; ALTER DATABASE appdb RESET ALL; "
+        "COMMENT ON DATABASE appdb IS NULL; GRANT CONNECT ON DATABASE appdb TO PUBLIC",
+    )
+    assert psql(project, props) != held
+    r = ck(project, "restore", "--latest", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert psql(project, props) == held and psql(project, owner) == "reporting"
+
+    # --latest means the newest backup of this project and database, never the safety snapshot
+    # the restore just took: the same command twice restores the same backup
+    r = ck(project, "restore", "--latest", "--yes", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["restored"]["path"].endswith(mine)
+
+    # a backup of another project is refused (exit 6, naming where it came from) unless --foreign
+    other = compose_factory(COMPOSE, subdir="other")
+    (other.project_dir / "composekit.toml").write_text(f'project_name = "{other.project_name}"\n')
+    other.up(wait=True, wait_timeout=60)
+    psql(other, "CREATE TABLE theirs (id int)")
+    r = ck(other, "backup", "--json")
+    assert r.returncode == 0, r.stderr
+    theirs = Path(json.loads(r.stdout)["path"])
+    state = fingerprint(project)
+    r = ck(project, "restore", str(theirs), "--yes")
+    assert r.returncode == ExitCode.VERIFY, r.stderr
+    assert f"is a backup of database appdb of project {other.project_name}" in r.stderr
+    assert "--foreign" in r.stderr and fingerprint(project) == state
+    r = ck(project, "restore", str(theirs), "--yes", "--foreign")
+    assert r.returncode == 0, r.stderr
+    tables = "SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = 'public'"
+    assert psql(project, tables) == "theirs"
