@@ -41,6 +41,7 @@ class Layout(StrEnum):
 
 
 LAYOUTS = tuple(layout.value for layout in Layout)
+MIGRATOR_KINDS = ("auto", "composekit", "opaque")
 
 
 class BackupMode(StrEnum):
@@ -73,6 +74,7 @@ class Settings:
     keep_images: int = 3  # previous web images kept tagged for `composekit rollback`
     maintenance_services: tuple[str, ...] = ()
     expected_schema: str | None = None  # deploy's verify step compares the schema with this file
+    migrator_kind: str = "auto"  # composekit | opaque (a project's own command) | auto: look
     source: dict[str, str] = field(default_factory=dict, compare=False)
     """Where each non-default value came from (``flag``, ``env:NAME``, ``file:PATH``)."""
     secrets: tuple[str, ...] = field(default=(), compare=False, repr=False)
@@ -155,6 +157,13 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
             origin,
             f"{name} = {value!r} from {origin} is out of range: {least[1]}",
             f"set {name} to at least {least[0]:g}",
+        )
+    if name == "migrator_kind" and value not in MIGRATOR_KINDS:
+        raise _invalid(
+            origin,
+            f"[deploy] migrator = {value!r} from {origin} is not one of {', '.join(MIGRATOR_KINDS)}",
+            "composekit: it runs `composekit migrate up`; opaque: any other command (its undo is "
+            "a restore of the pre-deploy backup); auto: decide from the migrator's command",
         )
     if name == "health_url" and value is not None:
         _check_http_url(value, origin)
@@ -264,6 +273,7 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
         ("web", "keep_images"): "keep_images",
         ("deploy", "maintenance"): "maintenance_services",
         ("deploy", "expected_schema"): "expected_schema",
+        ("deploy", "migrator"): "migrator_kind",
     }
     for key, value in data.items():
         if isinstance(value, dict):

@@ -8,6 +8,8 @@ failed state, reporting per table the row counts that differ.
 
 from __future__ import annotations
 
+import difflib
+
 from composekit.backup import restore_backup
 from composekit.deploy.state import DeployState
 from composekit.deploy.web import point_back
@@ -29,13 +31,63 @@ def container_migrations_dir(s: DeployState) -> str:
 
 
 def revert_database(s: DeployState) -> str:
-    """Undo the migrations applied since the deploy started (down sections, else restore)."""
+    """Undo what the migrations of this deploy did (down sections, else restore), then check the
+    database is back: same schema, same ledger — else restore the backup, else fail (exit 8)."""
     service = s.settings.migrate_service
     if s.project.remove_oneoffs(service):
         s.progress(f"removed a {service} container still running from this deploy")
+    if s.ctx.opaque:  # what it changed cannot be known: the backup from before it ran
+        done = restore_pre_deploy(s, ["whatever the migrator changed"])
+        return done + "; " + check_undone(s)
     ours = applied_since(s, s.ctx.target.applied() or [])
     if not ours:
-        return "no migration of this deploy was applied"
+        return "no migration of this deploy was applied; " + check_undone(s)
+    done = _down_or_restore(s, ours)
+    difference = undone_difference(s)
+    if difference and s.backup is not None and not done.startswith("restored"):
+        s.progress(f"after the down sections {difference}; restoring the pre-deploy backup")
+        done = restore_pre_deploy(s, ours)
+    return done + "; " + check_undone(s)
+
+
+def undone_difference(s: DeployState) -> str:
+    """How the database differs from before the migrations ran ("": it does not)."""
+    if s.fingerprint is None:
+        return ""
+    before = s.fingerprint.splitlines()
+    now = fingerprint(s).splitlines()
+    if now == before:
+        return ""
+    changed = [
+        ln
+        for ln in difflib.unified_diff(before, now, "before", "now", lineterm="", n=0)
+        if ln[:1] in "+-" and not ln.startswith(("+++", "---"))
+    ]
+    return f"the schema or ledger differs in {len(changed)} line(s): {changed[0][:160] if changed else '?'}"
+
+
+def check_undone(s: DeployState) -> str:
+    """ "Undone" is a claim we verify: the schema and ledger as they were before the migrations."""
+    difference = undone_difference(s)
+    if difference:
+        raise ComposekitError(
+            f"the undo did not bring the database back: {difference}",
+            hint="compare with the pre-deploy backup and restore it by hand if needed "
+            "(composekit restore NAME --yes)",
+        )
+    return "schema and ledger as before" if s.fingerprint is not None else "not compared"
+
+
+def fingerprint(s: DeployState) -> str:
+    """The normalized schema and the ledger's versions (rows may change meanwhile: the old web
+    keeps writing, and a down section keeps what it wrote)."""
+    target = s.ctx.target
+    ledger = target.applied()
+    return target.schema() + f"-- ledger: {','.join(ledger) if ledger is not None else 'none'}\n"
+
+
+def _down_or_restore(s: DeployState, ours: list[str]) -> str:
+    service = s.settings.migrate_service
     files = {m.key: m for m in s.ctx.source.migrations}
     downs = all((m := files.get(version_key(v))) is not None and m.down is not None for v in ours)
     if downs and s.web.new:

@@ -36,6 +36,9 @@ class DeployContext:
     backup_mode: BackupMode = BackupMode.AUTO
     maintenance: bool = False
     kind: RunKind = RunKind.DEPLOY
+    opaque: bool = False
+    """The migrator is the project's own command: composekit cannot see what it applies, so it
+    always runs, the backup is always taken, and its undo is a restore of that backup."""
 
 
 @dataclass
@@ -56,6 +59,7 @@ class DeployState:
     ledger_before: list[str] | None = None  # lock step
     ledger_after: list[str] | None = None  # verify step
     backup: Backup | None = None  # backup step
+    fingerprint: str | None = None  # migrate step: the schema and ledger an undo must give back
     stopped: list[str] = field(default_factory=list)  # maintenance step
     journal: Journal | None = None  # started by the lock step, once no other run can be in flight
 
@@ -127,5 +131,18 @@ def new_state(
         backup_mode,
         maintenance,
         kind,
+        opaque_migrator(settings, project),
     )
     return DeployState(ctx, deadline)
+
+
+def opaque_migrator(settings: Settings, project: ComposeProject) -> bool:
+    """``[deploy] migrator``, or (auto) whether the migrator service runs something other than
+    composekit. The web of the app-startup layout is taken at its word (composekit's engine)."""
+    if settings.migrator_kind != "auto":
+        return settings.migrator_kind == "opaque"
+    if not settings.layout.has_migrator:
+        return False
+    svc = project.config().get("services", {}).get(settings.migrator_service, {})
+    argv = [*(svc.get("entrypoint") or []), *(svc.get("command") or [])]
+    return not any("composekit" in str(a) for a in argv)

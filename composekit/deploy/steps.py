@@ -13,7 +13,7 @@ from composekit.backup import take_backup
 from composekit.config import BackupMode
 from composekit.deploy.lock import take_deploy_lock
 from composekit.deploy.recover import recover_leftover
-from composekit.deploy.revert import applied_since, revert_database
+from composekit.deploy.revert import applied_since, fingerprint, revert_database
 from composekit.deploy.runner import Skipped, Step
 from composekit.deploy.state import DeployState
 from composekit.deploy.web import (
@@ -26,7 +26,7 @@ from composekit.deploy.web import (
     web_back_by_hand,
 )
 from composekit.doctor import MIN_FREE_BYTES  # the floor `composekit doctor` checks
-from composekit.errors import ComposekitError, ConfigError
+from composekit.errors import ComposekitError, ConfigError, UsageError
 from composekit.journal import Journal
 from composekit.migrations import compare, drift_error
 from composekit.signals import shielded
@@ -67,6 +67,12 @@ class Preflight(StateStep):
                 "migrator service, as `composekit init --layout migrator` writes it); "
                 "`composekit migrate baseline` adopts the existing schema",
             )
+        if self.s.ctx.opaque and self.s.ctx.backup_mode is BackupMode.NEVER:
+            raise UsageError(
+                f"--no-backup with the project's own migrator ({st.migrator_service}): composekit "
+                "cannot see what it changes, so its undo is a restore of the pre-deploy backup",
+                hint='drop --no-backup, or if it runs `composekit migrate up`, say so: [deploy] migrator = "composekit"',
+            )
         free = shutil.disk_usage(st.project_dir).free
         if free < MIN_FREE_BYTES:
             raise ConfigError(
@@ -74,7 +80,12 @@ class Preflight(StateStep):
                 f"{MIN_FREE_BYTES / 1024**3:g} GiB needed)",
                 hint="free some disk space",
             )
-        return f"{len(migrations)} migration file(s), layout {st.layout}"
+        opaque = (
+            f"; {st.migrator_service} is the project's own command (opaque)"
+            if self.s.ctx.opaque
+            else ""
+        )
+        return f"{len(migrations)} migration file(s), layout {st.layout}{opaque}"
 
 
 class StartDatabase(StateStep):
@@ -124,7 +135,7 @@ class DeployLock(StateStep):
         )
         rows = target.ledger_rows()
         self.s.ledger_before = [r.version for r in rows] if rows is not None else None
-        if self.check_ledger:  # the migrator would refuse these: say so before anything changes
+        if self.check_ledger and not self.s.ctx.opaque:  # refused by the migrator: say so now
             _, problems = compare(rows or [], self.s.ctx.source)
             if problems:
                 raise drift_error(problems, self.s.settings.migrations_path, target.ledger_table)
@@ -145,7 +156,7 @@ class TakeBackup(StateStep):
         mode = self.s.ctx.backup_mode
         if mode is BackupMode.NEVER:
             return Skipped("--no-backup")
-        if mode is BackupMode.AUTO and not self.s.pending():
+        if mode is BackupMode.AUTO and not self.s.pending() and not self.s.ctx.opaque:
             return Skipped("nothing pending")
         self.s.backup = take_backup(
             self.s.ctx.target,
@@ -183,9 +194,14 @@ class BuildImages(StateStep):
         return f"{web.name} {short(web.new)} (previous {short(web.previous)})"
 
     def undo(self) -> str:
+        web = self.s.web
+        done = []
         if point_back(self.s):
-            return f"{self.s.web.name} points at {short(self.s.web.previous)} again"
-        return ""
+            done.append(f"{web.name} points at {short(web.previous)} again")
+        # the image this run built, now untagged: removed, not left dangling (kept if in use)
+        if web.new and web.new != web.previous and self.s.project.untag(web.new):
+            done.append(f"removed the image it built ({short(web.new)})")
+        return "; ".join(done)
 
 
 class Migrate(StateStep):
@@ -199,9 +215,11 @@ class Migrate(StateStep):
 
     def run(self) -> str | Skipped:
         st = self.s.settings
+        if self.s.pending() or self.s.ctx.opaque:  # what an undo must give back
+            self.s.fingerprint = fingerprint(self.s)
         if not st.layout.has_migrator:
             return Skipped("deferred to the web start")
-        if not self.s.pending():
+        if not self.s.pending() and not self.s.ctx.opaque:
             return Skipped("nothing pending")
         lines: list[str] = []
 
@@ -220,6 +238,10 @@ class Migrate(StateStep):
             )
             raise ComposekitError(
                 f"the migrator exited {r.returncode}: {err or 'see its output'}", details=tail
+            )
+        if self.s.ctx.opaque:
+            return (
+                f"{st.migrator_service} exited 0 (the project's own command: undone by a restore)"
             )
         # what it applied, from the ledger itself (whatever the migrator printed)
         ours = applied_since(self.s, self.s.ctx.target.applied() or [])

@@ -1,0 +1,90 @@
+""" "Undone" is a claim composekit checks: the schema and ledger must be as before the migrations;
+a project's own migrator (an opaque command, no ledger) is undone by a restore, and always runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from composekit.errors import ExitCode
+from tests.apps import App, fingerprint, migration, web_image
+from tests.helpers import run_cli
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+OPAQUE = (
+    '["python", "-c", "import os, psycopg; c = psycopg.connect(os.environ[\'DATABASE_URL\'], '
+    "autocommit=True); c.execute('ALTER TABLE users ADD COLUMN IF NOT EXISTS nickname text')\"]"
+)
+
+
+def deploy(app: App, *args: str) -> tuple[int, str]:
+    r = run_cli("-C", str(app.dir), "deploy", "--timeout", "120", *args)
+    return r.returncode, r.stderr
+
+
+def columns(app: App) -> str:
+    return app.psql(
+        "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM "
+        "information_schema.columns WHERE table_name = 'users'"
+    )
+
+
+def test_a_down_section_that_leaves_something_behind_is_caught_and_the_backup_restored(
+    make_app,
+) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    assert deploy(app)[0] == 0
+    good, image = fingerprint(app), web_image(app)
+    # its down section forgets the table: "reverted" would be a lie
+    migration(
+        app,
+        "0002_audit.sql",
+        "CREATE TABLE audit (id int);\nCREATE INDEX audit_id ON audit (id);",
+        "DROP INDEX audit_id;",
+    )
+    (app.dir / "verify").mkdir()
+    (app.dir / "verify" / "fails.sql").write_text("SELECT false;\n")
+    code, err = deploy(app)
+    assert code == ExitCode.DEPLOY_UNDONE, err
+    assert "after the down sections the schema or ledger differs" in err and "audit" in err
+    assert "schema and ledger as before" in err
+    assert fingerprint(app) == good and web_image(app) == image
+
+    # and with no backup to fall back on, an undo that does not bring it back is exit 8
+    code, err = deploy(app, "--no-backup")
+    assert code == ExitCode.UNDO_FAILED, err
+    assert "the undo did not bring the database back" in err and "audit" in err
+
+
+def test_an_opaque_migrator_always_runs_and_its_undo_is_a_restore(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    assert deploy(app)[0] == 0
+    good, image = fingerprint(app), web_image(app)
+    compose = app.dir / "compose.yaml"
+    compose.write_text(
+        compose.read_text().replace(
+            'command: ["composekit", "migrate", "up", "--dir", "/app/migrations"]',
+            f"command: {OPAQUE}",
+        )
+    )
+    plan = run_cli("-C", str(app.dir), "deploy", "--dry-run").stdout
+    assert "migrate: docker compose run --rm migrator" in plan
+
+    (app.dir / "verify").mkdir()
+    (app.dir / "verify" / "fails.sql").write_text("SELECT false;\n")
+    code, err = deploy(app)
+    assert code == ExitCode.DEPLOY_UNDONE, err  # nothing of composekit's pending: it ran anyway
+    assert "the project's own command" in err and "restored" in err
+    assert "nickname" not in columns(app) and fingerprint(app) == good and web_image(app) == image
+
+    code, err = deploy(app, "--no-backup")
+    assert code == ExitCode.USAGE and "its undo is a restore" in err, err
+
+    (app.dir / "verify" / "fails.sql").unlink()
+    code, err = deploy(app)
+    assert code == 0, err
+    assert "nickname" in columns(app)
+    record = json.loads(run_cli("-C", str(app.dir), "history", "--json").stdout)["deploys"][-1]
+    assert [s["status"] for s in record["steps"] if s["name"] == "migrate"] == ["ok"]
