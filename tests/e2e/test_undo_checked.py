@@ -4,11 +4,13 @@ a project's own migrator (an opaque command, no ledger) is undone by a restore, 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 
 import pytest
 
 from composekit.errors import ExitCode
-from tests.apps import App, fingerprint, migration, web_image
+from tests.apps import App, fingerprint, migration, release, web_image
 from tests.helpers import run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -46,11 +48,17 @@ def test_a_down_section_that_leaves_something_behind_is_caught_and_the_backup_re
     )
     (app.dir / "verify").mkdir()
     (app.dir / "verify" / "fails.sql").write_text("SELECT false;\n")
+    release(app, 2)  # a new image too
     code, err = deploy(app)
     assert code == ExitCode.DEPLOY_UNDONE, err
     assert "after the down sections the schema or ledger differs" in err and "audit" in err
     assert "schema and ledger as before" in err
     assert fingerprint(app) == good and web_image(app) == image
+    assert "removed the image it built" in err  # a failed deploy leaves no dangling image
+    built = re.search(r"removed the image it built \((\w+)\)", err)
+    assert built is not None
+    gone = subprocess.run(["docker", "image", "inspect", built.group(1)], capture_output=True)
+    assert gone.returncode != 0
 
     # and with no backup to fall back on, an undo that does not bring it back is exit 8
     code, err = deploy(app, "--no-backup")
