@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -58,23 +58,31 @@ class Received:
 
 
 @contextmanager
+def _handling(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """``handler`` for every signal of the policy inside the block, the previous ones after it
+    (only the main thread can install handlers; elsewhere this does nothing)."""
+    if not _in_main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, handler) for s in HANDLED}
+    try:
+        yield
+    finally:
+        for s, previous in old.items():
+            signal.signal(s, previous)
+
+
+@contextmanager
 def stop_on_signals() -> Iterator[Received]:
     """Install the policy for the length of a command (the CLI does, around every command)."""
     received = Received()
-    if not _in_main_thread():
-        yield received
-        return
 
     def stop(signum: int, frame: FrameType | None) -> None:
         received.signals.append(signum)
         raise Terminated(signum)
 
-    old = {s: signal.signal(s, stop) for s in HANDLED}
-    try:
+    with _handling(stop):
         yield received
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
 
 
 @contextmanager
@@ -83,18 +91,7 @@ def shielded(reraise: bool = True) -> Iterator[list[int]]:
     ``reraise`` the first of them is raised once the block is done; without, the caller reads the
     list it was given."""
     got: list[int] = []
-    if not _in_main_thread():
+    with _handling(lambda signum, frame: got.append(signum)):
         yield got
-        return
-
-    def remember(signum: int, frame: FrameType | None) -> None:
-        got.append(signum)
-
-    old = {s: signal.signal(s, remember) for s in HANDLED}
-    try:
-        yield got
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
     if got and reraise:
         raise Terminated(got[0])

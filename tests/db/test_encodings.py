@@ -18,10 +18,9 @@ import psycopg
 import pytest
 
 from composekit.errors import ExitCode
+from tests.db.test_migrate import UP
 from tests.helpers import run_cli
 from tests.pgcluster import PgCluster
-
-UP = "-- migrate:up\n{up}\n-- migrate:down\n{down}\n"
 
 MIGRATIONS = {
     "0001_cities.sql": UP.format(
