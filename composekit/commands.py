@@ -18,10 +18,11 @@ from composekit.config import BackupMode, Settings
 from composekit.progress import Progress, silent
 
 if TYPE_CHECKING:  # the verbs import what they need when they run: `--help` stays light
-    from composekit.backup import Backup, RestoreReport
+    from composekit.backup import Backup
     from composekit.deploy import HistoryRecord, KeptImage
     from composekit.doctor import DoctorReport
     from composekit.migrations import Migrator, PlannedStep, RunResult, Status
+    from composekit.restore import RestoreReport
     from composekit.scaffold import ScaffoldResult
     from composekit.status import ProjectStatus
 
@@ -176,11 +177,12 @@ def restore(
 ) -> RestoreReport:
     """Restore ``name`` (default: the newest backup) under the deploy lock, stopping the same
     services a deploy's undo stops. ``confirm`` is asked first (None: already confirmed)."""
-    from composekit.backup import find_backup, restore_backup
+    from composekit.backup import find_backup
     from composekit.dbtarget import DbTarget
     from composekit.deploy import new_state, recover_leftover, take_deploy_lock
     from composekit.errors import ComposekitError
     from composekit.journal import Journal, read_journal
+    from composekit.restore import restore_backup
 
     target = DbTarget.from_settings(settings)
     chosen = find_backup(

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import difflib
 
-from composekit.backup import restore_backup
 from composekit.deploy.state import DeployState
 from composekit.deploy.web import point_back
 from composekit.errors import ComposekitError
 from composekit.migrations import version_key
+from composekit.restore import restore_backup
 
 
 def applied_since(s: DeployState, now: list[str]) -> list[str]:

@@ -65,3 +65,50 @@ def test_state_files_are_private_and_a_bad_backups_dir_is_one_line(make_app) -> 
     r = run_cli("-C", str(app.dir), "status", "--json")
     st = json.loads(r.stdout)
     assert st["pending"] is None and st["problems"], st  # unknown, not "none"
+
+
+@pytest.mark.slow
+def test_deploy_and_its_undo_on_a_sql_ascii_database(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    compose = app.dir / "compose.yaml"
+    compose.write_text(  # what initdb without a locale makes, as older images do
+        compose.read_text().replace(
+            "      POSTGRES_DB: ${POSTGRES_DB:-app}\n",
+            "      POSTGRES_DB: ${POSTGRES_DB:-app}\n"
+            '      POSTGRES_INITDB_ARGS: "--encoding=SQL_ASCII --locale=C"\n',
+            1,
+        )
+    )
+    r = run_cli("-C", str(app.dir), "deploy", "--timeout", "120")
+    assert r.returncode == 0, r.stderr
+    assert (
+        app.psql("SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = 'app'")
+        == "SQL_ASCII"
+    )
+    st = run_cli("-C", str(app.dir), "status", "--json")
+    assert st.returncode == 0 and json.loads(st.stdout)["ledger_version"] == "0001", st.stderr
+    (app.dir / "migrations" / "0002_city.sql").write_text(
+        "-- migrate:up\nALTER TABLE users ADD COLUMN city text DEFAULT 'Zürich';\n"
+        "-- migrate:down\nALTER TABLE users DROP COLUMN city;\n"
+    )
+    (app.dir / "verify").mkdir()
+    (app.dir / "verify" / "fails.sql").write_text("SELECT false;\n")
+    r = run_cli("-C", str(app.dir), "deploy", "--timeout", "120")
+    assert r.returncode == ExitCode.DEPLOY_UNDONE and "reverted 0002" in r.stderr, r.stderr
+    (app.dir / "verify" / "fails.sql").unlink()
+    r = run_cli("-C", str(app.dir), "deploy", "--timeout", "120")
+    assert r.returncode == 0, r.stderr
+    assert "<th>city</th>" in app.page()
+    assert app.psql("SELECT DISTINCT city FROM users") == "Zürich"
+
+
+def test_status_fails_on_a_compose_file_without_the_db_service(compose_factory) -> None:  # type: ignore[no-untyped-def]
+    project = compose_factory(
+        """
+        services:
+          web:
+            image: composekit/python:3.11
+        """
+    )
+    r = run_cli("-C", str(project.project_dir), "status")
+    assert r.returncode == ExitCode.CONFIG and "service 'db' is not in" in r.stderr, r.stderr

@@ -6,11 +6,11 @@ import threading
 
 import pytest
 
-from composekit.backup import RowChange, row_changes
 from composekit.deploy.runner import Step, run_steps
 from composekit.deploy.steps import Together
 from composekit.deploy.web import split_image_name
 from composekit.errors import ComposekitError, DeployFailed
+from composekit.restore import RowChange, row_changes
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,275 @@
+"""``composekit restore``: a verified backup of this project and database back in place — never
+destructive.
+
+Verifies the checksum and ``pg_restore --list`` first and checks where the backup came from
+(project, database, cluster; anything else needs ``--foreign``); restores into a **scratch
+database** — keeping object ownership for roles that exist — and checks its ledger version while the
+app still serves; only then stops the services that use the database, takes the safety snapshot
+(so it holds every write), swaps names in one transaction and puts back the database-level
+settings, comment and ACL. A failed ``pg_restore`` leaves the live database as it was; every exit
+path drops the scratch copy and starts what it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from composekit import proc
+from composekit.backup import (
+    SNAPSHOT_LABEL,
+    Backup,
+    find_backup,
+    take_backup,
+    verify_backup,
+)
+from composekit.dbtarget import DatabaseProps, DbState, DbTarget, quote_ident
+from composekit.errors import VerifyError
+from composekit.progress import Progress, silent
+from composekit.signals import shielded
+
+
+@dataclass(frozen=True)
+class RowChange:
+    table: str
+    replaced: int | None  # rows in the database that was replaced (None: the table was not there)
+    restored: int | None  # rows after the restore (None: the backup has no such table)
+
+    def __str__(self) -> str:
+        def n(v: int | None) -> str:
+            return "absent" if v is None else str(v)
+
+        return f"{self.table} {n(self.replaced)} → {n(self.restored)}"
+
+
+def row_changes(replaced: dict[str, int], restored: dict[str, int]) -> list[RowChange]:
+    return [
+        RowChange(t, replaced.get(t), restored.get(t))
+        for t in sorted(replaced.keys() | restored.keys())
+        if replaced.get(t) != restored.get(t)
+    ]
+
+
+@dataclass
+class RestoreReport:
+    restored: Backup
+    snapshot: Backup | None
+    database: str
+    stopped: list[str]
+    ledger_version: str | None
+    duration_s: float
+    row_changes: list[RowChange] | None = None
+    """Per table, rows in the replaced database vs the restored one (only tables that differ)."""
+    notes: list[str] = field(default_factory=list)  # what could not be restored as it was
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "row_changes": None
+            if self.row_changes is None
+            else [c.__dict__ for c in self.row_changes],
+            "restored": self.restored.to_dict(),
+            "snapshot": self.snapshot.to_dict() if self.snapshot else None,
+            "database": self.database,
+            "stopped_and_restarted": self.stopped,
+            "ledger_version": self.ledger_version,
+            "duration_s": round(self.duration_s, 2),
+            "notes": self.notes,
+        }
+
+
+def restore_backup(
+    target: DbTarget,
+    backups_dir: Path,
+    name: str | None = None,
+    *,
+    snapshot: bool = True,
+    stop_services: list[str] | None = None,
+    compare_rows: bool = False,
+    foreign: bool = False,
+    timeout: float = 3600,
+    progress: Progress = silent,
+    before_stop: Callable[[list[str]], None] = lambda services: None,
+) -> RestoreReport:
+    """Restore ``name`` (default: the newest of this project and database) — verified first, its
+    origin checked, restored into a scratch database keeping object ownership, the users stopped,
+    a safety snapshot, an atomic name swap, the database-level properties put back. Raises before
+    touching anything if the backup does not verify or comes from elsewhere (unless ``foreign``)."""
+    t0 = time.monotonic()
+    b = find_backup(backups_dir, name, of=(target.project.name, target.database))
+    here = target.read_state()
+    check_origin(b, target, here, foreign)
+    progress(f"verifying {b.path.name}")
+    listing = verify_backup(target, b)
+    scratch = f"{target.database}__ck_restore"[:63]
+    progress(f"restoring {b.path.name} into scratch database {scratch}")
+    q = quote_ident
+    drop_scratch = f"DROP DATABASE IF EXISTS {q(scratch)} WITH (FORCE)"
+    stopped: list[str] = []
+    snap = changes = None
+    notes: list[str] = []
+    try:
+        target.psql(
+            drop_scratch,
+            f"CREATE DATABASE {q(scratch)} OWNER {q(target.user)}",
+            database="postgres",
+        )
+        roles = target.roles()
+        missing = sorted(_owners(listing) - roles)
+        if missing:
+            notes.append(
+                f"objects owned by {', '.join(missing)} (no such role here) now belong to {target.user}"
+            )
+        _load_into(target, b, scratch, timeout, keep_owners=not missing)
+        restored_ledger = target.ledger_version(scratch)
+        if b.ledger_version is not None and restored_ledger != b.ledger_version:
+            raise VerifyError(
+                f"restored ledger version {restored_ledger} differs from the manifest's {b.ledger_version}",
+                hint="the backup does not hold what its manifest says; use another backup",
+            )
+        props_sql, props_notes = DatabaseProps.from_dict(b.database_props).to_sql(
+            target.database, roles
+        )
+        notes += props_notes
+        stopped = _running_users(target, stop_services or [])
+        before_stop(stopped)  # e.g. into the journal: started again, should this run be killed
+        if stopped:
+            progress(f"stopping {', '.join(stopped)} for the swap")
+            target.project.stop(stopped)
+        # with its users stopped, the live database holds its final rows: the snapshot loses none
+        if snapshot:
+            snap = take_backup(
+                target, backups_dir, label=SNAPSHOT_LABEL, keep=None, progress=progress
+            )
+        if compare_rows:
+            changes = row_changes(target.row_counts(), target.row_counts(scratch))
+        progress(f"swapping {scratch} in as {target.database}")
+        with shielded(reraise=False) as late:  # the swap is the commit point: it finishes
+            _swap(target, scratch, props_sql if b.database_props else [])
+        if late:
+            progress("a signal arrived during the swap: too late to stop, the restore is done")
+    except BaseException:
+        with shielded():  # a signal while cleaning up must not leave a full copy of the data
+            target.psql(drop_scratch, database="postgres")
+        raise
+    finally:
+        if stopped:
+            with shielded():
+                progress(f"starting {', '.join(stopped)} again")
+                target.project.start(stopped)
+    for note in notes:
+        progress(f"note: {note}")
+    return RestoreReport(  # the restored ledger was read from the scratch database before the swap
+        b, snap, target.database, stopped, restored_ledger, time.monotonic() - t0, changes, notes
+    )
+
+
+def check_origin(b: Backup, target: DbTarget, here: DbState, foreign: bool) -> None:
+    """A backup restores into the project, database and cluster it was taken from; anything else
+    is a deliberate act (``--foreign``)."""
+    if foreign:
+        return
+    project = target.project.name
+    if not b.verified:
+        why = f"{b.path.name} has no manifest, so where it came from is unknown"
+    elif (b.compose_project, b.database) != (project, target.database):
+        why = (
+            f"{b.path.name} is a backup of database {b.database} of project {b.compose_project}, "
+            f"not of {target.database} of {project}"
+        )
+    elif (
+        b.system_identifier
+        and here.system_identifier
+        and (b.system_identifier != here.system_identifier)
+    ):
+        why = (
+            f"{b.path.name} was taken from another cluster (system identifier "
+            f"{b.system_identifier}; this one is {here.system_identifier}): another machine's "
+            "database, or this volume before it was created anew"
+        )
+    else:
+        return
+    raise VerifyError(
+        f"refusing to restore: {why}; nothing was changed",
+        hint="if that is what you mean (a dump from the old shell script, a copy of production, "
+        "a volume created anew), pass --foreign",
+    )
+
+
+def _owners(listing: str) -> set[str]:
+    """The roles owning the objects of a ``pg_restore --list`` (the last field of each entry)."""
+    owners = set()
+    for line in listing.splitlines():
+        if line and not line.startswith(";") and ";" in line:
+            fields = line.split()
+            if len(fields) >= 6:
+                owners.add(fields[-1])
+    return owners
+
+
+def _swap(target: DbTarget, scratch: str, then: list[str]) -> None:
+    """The restored database takes the live one's name, both renames in one transaction (a
+    failure between them cannot leave no database under the live name); then the replaced one is
+    dropped (or by the next restore, if this one is stopped first)."""
+    q = quote_ident
+    old = f"{target.database}__ck_old"[:63]
+    live = target.database.replace("'", "''")
+    target.psql(
+        f"DROP DATABASE IF EXISTS {q(old)} WITH (FORCE)",
+        # wait (up to 5 s each) until the terminated sessions are gone, so the rename finds none
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+        f"WHERE datname = '{live}' AND pid <> pg_backend_pid()",
+        f"ALTER DATABASE {q(target.database)} RENAME TO {q(old)}; "
+        f"ALTER DATABASE {q(scratch)} RENAME TO {q(target.database)}",
+        f"DROP DATABASE {q(old)} WITH (FORCE)",
+        *then,  # its properties: they belong to the name, which it has only now
+        database="postgres",
+    )
+
+
+def _load_into(
+    target: DbTarget, b: Backup, database: str, timeout: float, *, keep_owners: bool
+) -> None:
+    if b.format == "plain":
+        argv = [
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--single-transaction",
+            "-U",
+            target.user,
+            "-d",
+            database,
+        ]
+    else:
+        # no --single-transaction: a scratch database that fails is dropped whole; each object
+        # keeps its owner when every owning role exists here
+        argv = ["pg_restore", "--exit-on-error"]
+        argv += [] if keep_owners else ["--no-owner", "--role", target.user]
+        argv += ["-U", target.user, "-d", database]
+    with open(b.path, "rb") as inp:
+        try:
+            target.project.exec_from_file(target.service, argv, inp, timeout=timeout)
+        except proc.CommandFailed as exc:
+            last = (
+                exc.stderr.strip().splitlines()[-1]
+                if exc.stderr.strip()
+                else f"exit {exc.returncode}"
+            )
+            raise VerifyError(
+                f"restoring {b.path.name} failed: {last}; the live database {target.database} was not touched",
+                hint="the backup does not load cleanly; use another backup",
+            ) from exc
+
+
+def _running_users(target: DbTarget, services: list[str]) -> list[str]:
+    """Which of ``services`` (the database's users) run now: those the restore stops, and must
+    start again on every way out — so the list is known before the first one is stopped."""
+    known = set(target.project.services())
+    services = [s for s in services if s in known and s != target.service]
+    running = [s.service for s in target.project.ps(services, all=False)] if services else []
+    return sorted(set(running))
