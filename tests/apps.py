@@ -86,8 +86,13 @@ def make_app(tmp_path: Path, docker_engine: None) -> Iterator[object]:
         return app
 
     yield make
-    for app in apps:
-        app.close()
+    failures = []
+    for app in apps:  # every app, even when one fails to go
+        try:
+            app.close()
+        except Exception as exc:  # cleanup must not hide the test's own result
+            failures.append(f"{app.name}: {exc}")
+    assert not failures, f"cleanup failed: {failures}"
 
 
 # -- what deploy tests look at -----------------------------------------------------------------

@@ -44,6 +44,19 @@ def db_url(pg_cluster: PgCluster) -> Iterator[str]:
         pg_cluster.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(autouse=True)
+def no_leftover_processes() -> Iterator[None]:
+    """A test that fails half-way must not leave a background composekit running."""
+    from tests.helpers import Running
+
+    yield
+    while Running.started:
+        run = Running.started.pop()
+        if run.p.poll() is None:
+            run.p.kill()
+            run.p.wait(timeout=30)
+
+
 # -- Docker ------------------------------------------------------------------------------------
 
 

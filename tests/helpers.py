@@ -48,10 +48,15 @@ def run_cli(
 class Running:
     """The real ``composekit`` running in the background, its stderr read as it comes (to act at
     a given step), in a process group of its own — as a CI runner starts a job, so a signal can go
-    to the whole group the way the runner sends it."""
+    to the whole group the way the runner sends it. Whatever still runs when the test ends is
+    killed by the ``no_leftover_processes`` fixture (conftest.py)."""
+
+    started: list[Running] = []
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         import threading
+
+        Running.started.append(self)
 
         self.p = subprocess.Popen(
             [sys.executable, "-m", "composekit", *args],
