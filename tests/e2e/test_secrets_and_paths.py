@@ -108,7 +108,8 @@ def test_status_fails_on_a_compose_file_without_the_db_service(compose_factory) 
         services:
           web:
             image: composekit/python:3.11
-        """
+        """,
+        files={"migrations/0001_x.sql": "-- migrate:up\nSELECT 1;\n"},
     )
     r = run_cli("-C", str(project.project_dir), "status")
     assert r.returncode == ExitCode.CONFIG and "service 'db' is not in" in r.stderr, r.stderr

@@ -42,7 +42,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         try:
-            with psycopg.connect(DATABASE_URL, connect_timeout=3) as conn:
+            with psycopg.connect(DATABASE_URL, connect_timeout=3, client_encoding="utf8") as conn:
                 if self.path == "/healthz":
                     conn.execute("SELECT 1")
                     return self._send(200, "ok\n")
