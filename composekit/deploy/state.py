@@ -59,7 +59,7 @@ class DeployState:
     ledger_before: list[str] | None = None  # lock step
     ledger_after: list[str] | None = None  # verify step
     backup: Backup | None = None  # backup step
-    fingerprint: str | None = None  # migrate step: the schema and ledger an undo must give back
+    fingerprint: str | None = None  # backup step (else migrate): schema + ledger an undo gives back
     stopped: list[str] = field(default_factory=list)  # maintenance step
     journal: Journal | None = None  # started by the lock step, once no other run can be in flight
 

@@ -7,6 +7,7 @@ import difflib
 from pathlib import Path
 
 from composekit.dbtarget import DbTarget, normalize_schema
+from composekit.deploy.revert import applied_since
 from composekit.deploy.steps import StateStep
 from composekit.errors import VerifyError
 from composekit.migrations import pending
@@ -41,7 +42,11 @@ class Verify(StateStep):
         schema = ""
         if st.expected_schema:
             schema = "; " + compare_schema(target, st.expected_schema_path)
-        return f"{len(self.s.ledger_after or [])} applied, {len(checks)} check(s) passed{schema}"
+        ours = applied_since(self.s, self.s.ledger_after or [])  # from the ledger itself
+        new = f"applied {', '.join(ours)}; " if ours else ""
+        return (
+            f"{new}{len(self.s.ledger_after or [])} applied, {len(checks)} check(s) passed{schema}"
+        )
 
 
 def compare_schema(target: DbTarget, path: Path) -> str:
