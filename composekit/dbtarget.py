@@ -102,30 +102,22 @@ class DbTarget:
             None if rows is None else ledger.parse_rows(rows),
         )
 
-    def read_ledger(self, database: str | None = None) -> tuple[str, list[LedgerRow] | None]:
-        """(server version, the ledger rows — ``None`` without a ledger table)."""
-        state = self.read_state(database)
-        return state.server_version, state.ledger
-
     def roles(self) -> set[str]:
         return set(self.psql("SELECT rolname FROM pg_roles", database="postgres").splitlines())
 
     def ledger_rows(self) -> list[LedgerRow] | None:
         """The whole ledger, or ``None`` without a ledger table."""
-        return self.read_ledger()[1]
+        return self.read_state().ledger
 
     def applied(self) -> list[str] | None:
         """Every applied ledger version, in order; ``None`` when there is no ledger table."""
         rows = self.ledger_rows()
         return None if rows is None else [r.version for r in rows]
 
-    def versions(self, database: str | None = None) -> tuple[str, str | None]:
-        """(server version, newest ledger version)."""
-        server, rows = self.read_ledger(database)
-        return server, (rows[-1].version if rows else None)
-
     def ledger_version(self, database: str | None = None) -> str | None:
-        return self.versions(database)[1]
+        """The newest applied version in ``database`` (default: the app's)."""
+        rows = self.read_state(database).ledger
+        return rows[-1].version if rows else None
 
     def schema(self) -> str:
         """The schema as ``pg_dump --schema-only`` prints it, normalized (see :func:`normalize_schema`)."""

@@ -6,7 +6,6 @@ Compatible with the table teams already have (``version varchar PRIMARY KEY`` an
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -120,11 +119,6 @@ class Ledger:
     def parse_rows(data: list[dict[str, Any]]) -> list[LedgerRow]:
         """The rows of :meth:`select_json_sql`'s array, oldest version first."""
         return sorted((LedgerRow.from_dict(d) for d in data), key=lambda r: r.key)
-
-    @staticmethod
-    def parse_json(text: str) -> list[LedgerRow]:
-        """:meth:`parse_rows` on the JSON text (what ``psql -tA`` prints)."""
-        return Ledger.parse_rows(json.loads(text))
 
     def columns(self, conn: Any) -> dict[str, str] | None:
         """Column name -> type, or None when the table does not exist."""
