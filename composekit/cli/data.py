@@ -94,7 +94,7 @@ def _ask(backup: str, database: str) -> None:
 
 @app.command(
     epilog="Examples:\n\n  composekit restore --latest --yes\n\n  composekit restore 20261125T101500Z_manual.dump\n\n"
-    "  composekit restore ./backup.sql --yes   # a plain dump from the old shell script"
+    "  composekit restore ./backup.sql --yes --foreign   # the old shell script's plain dump"
 )
 def restore(
     ctx: typer.Context,
