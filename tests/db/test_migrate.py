@@ -274,10 +274,16 @@ def test_lock_timeout_retries_name_the_blocker_then_succeed(db_url: str, tmp_pat
     p = start_cli(
         "migrate", "up", "--dir", str(d), "--lock-timeout", "0.8", env={"DATABASE_URL": db_url}
     )
-    time.sleep(2.5)
+    seen = []
+    assert p.stderr is not None
+    for line in p.stderr:  # the blocker goes only once the first lock timeout was reported
+        seen.append(line)
+        if "retry 1/3" in line:
+            break
     blocker.commit()
     blocker.close()
-    out, err = p.communicate(timeout=60)
+    out, rest = p.communicate(timeout=60)
+    err = "".join(seen) + rest
     assert p.returncode == 0, err
     assert f"lock timeout waiting for pid {blocker_pid} (report-job" in err
     assert "retry 1/3" in err
