@@ -36,6 +36,7 @@ class ServiceState:
     health: str | None  # healthy, unhealthy, starting, None (no healthcheck)
     image_id: str
     exit_code: int | None
+    config_hash: str = ""  # Compose's hash of the service configuration it was created from
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -180,6 +181,14 @@ class ComposeProject:
             self._config = dict(json.loads(r.stdout))
         return self._config
 
+    def config_changed(self, service: str) -> bool:
+        """Whether ``service``'s running containers were created from another configuration than
+        the compose files (and overlay) say now — an environment or port change with the same
+        image still needs the container recreated."""
+        out = self._read(self.compose_argv("config", "--hash", service), "docker compose config")
+        want = out.split()[-1] if out.split() else ""
+        return any(s.config_hash != want for s in self.ps([service], all=False))
+
     def healthcheck(self, service: str) -> list[str] | None:
         """The argv of ``service``'s healthcheck test as it runs in the container, or None."""
         hc = self.config().get("services", {}).get(service, {}).get("healthcheck") or {}
@@ -292,16 +301,16 @@ class ComposeProject:
         out = []
         for c in found:
             st = c.get("State") or {}
+            labels = c.get("Config", {}).get("Labels") or {}
             out.append(
                 ServiceState(
-                    service=(c.get("Config", {}).get("Labels") or {}).get(
-                        "com.docker.compose.service", ""
-                    ),
+                    service=labels.get("com.docker.compose.service", ""),
                     name=str(c.get("Name", "")).lstrip("/"),
                     state=str(st.get("Status", "")),
                     health=(st.get("Health") or {}).get("Status"),
                     image_id=str(c.get("Image", "")),
                     exit_code=st.get("ExitCode"),
+                    config_hash=labels.get("com.docker.compose.config-hash", ""),
                 )
             )
         return out

@@ -267,7 +267,11 @@ class DeployWeb(StateStep):
 
     def run(self) -> str:
         web, images = self.s.settings.web_service, self.s.web
-        if images.new and images.new == images.previous:
+        same_image = images.new is not None and images.new == images.previous
+        if same_image and self.s.project.config_changed(web):
+            start_web(self.s)  # same image, new configuration (e.g. the --env overlay): recreated
+            return f"{web} healthy on {short(images.new)} with its new configuration"
+        if same_image:
             if web in self.s.stopped:  # by --maintenance
                 start_web(self.s)
                 return f"{web} started again on {short(images.new)}: unchanged"

@@ -96,3 +96,26 @@ def test_an_opaque_migrator_always_runs_and_its_undo_is_a_restore(make_app) -> N
     assert "nickname" in columns(app)
     record = json.loads(run_cli("-C", str(app.dir), "history", "--json").stdout)["deploys"][-1]
     assert [s["status"] for s in record["steps"] if s["name"] == "migrate"] == ["ok"]
+
+
+def test_a_deploy_with_nothing_to_do_leaves_the_web_alone_and_json_says_so(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    assert deploy(app)[0] == 0
+    container = [s.name for s in app.project.ps() if s.service == "web"]
+    started = app.project.exec("web", ["cat", "/proc/1/stat"]).stdout.split()[21]  # start time
+    r = run_cli("-C", str(app.dir), "deploy", "--timeout", "120", "--json")
+    assert r.returncode == 0, r.stderr
+    record = json.loads(r.stdout)
+    web = next(s for s in record["steps"] if s["name"] == "web")
+    assert record["ok"] and "unchanged" in web["detail"]
+    assert [s["status"] for s in record["steps"] if s["name"] == "migrate"] == ["skipped"]
+    assert [s.name for s in app.project.ps() if s.service == "web"] == container
+    assert app.project.exec("web", ["cat", "/proc/1/stat"]).stdout.split()[21] == started
+
+    # --env adds the overlay (the staging web gets APP_ENV); an unknown one is a usage error
+    r = run_cli("-C", str(app.dir), "deploy", "--timeout", "120", "--env", "staging")
+    assert r.returncode == 0, r.stderr
+    env = app.project.exec("web", ["printenv", "APP_ENV"], check=False).stdout.strip()
+    assert env == "staging"
+    r = run_cli("-C", str(app.dir), "deploy", "--env", "nope")
+    assert r.returncode == ExitCode.USAGE and "unknown environment 'nope'" in r.stderr
