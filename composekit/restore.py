@@ -103,7 +103,7 @@ def restore_backup(
     check_origin(b, target, here, foreign)
     progress(f"verifying {b.path.name}")
     listing = verify_backup(target, b)
-    scratch = f"{target.database}__ck_restore"[:63]
+    scratch, _ = side_databases(target.database)
     progress(f"restoring {b.path.name} into scratch database {scratch}")
     q = quote_ident
     drop_scratch = f"DROP DATABASE IF EXISTS {q(scratch)} WITH (FORCE)"
@@ -166,6 +166,12 @@ def restore_backup(
     )
 
 
+def side_databases(database: str) -> tuple[str, str]:
+    """(the scratch copy a restore loads into, the replaced database a swap drops): what a killed
+    restore may leave behind."""
+    return f"{database}__ck_restore"[:63], f"{database}__ck_old"[:63]
+
+
 def check_origin(b: Backup, target: DbTarget, here: DbState, foreign: bool) -> None:
     """A backup restores into the project, database and cluster it was taken from; anything else
     is a deliberate act (``--foreign``)."""
@@ -214,7 +220,7 @@ def _swap(target: DbTarget, scratch: str, then: list[str]) -> None:
     failure between them cannot leave no database under the live name); then the replaced one is
     dropped (or by the next restore, if this one is stopped first)."""
     q = quote_ident
-    old = f"{target.database}__ck_old"[:63]
+    _, old = side_databases(target.database)
     live = target.database.replace("'", "''")
     target.psql(
         f"DROP DATABASE IF EXISTS {q(old)} WITH (FORCE)",

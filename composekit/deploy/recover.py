@@ -25,6 +25,7 @@ from composekit.deploy.runner import StepRecord, StepStatus
 from composekit.deploy.state import DeployState, WebImages
 from composekit.deploy.web import point_back, previous_web_back, short
 from composekit.journal import Journal, JournalEntry, composekit_alive, read_journal
+from composekit.restore import side_databases
 
 _PARTIAL = re.compile(r"^\..*\.(?P<pid>\d+)\.partial$")
 
@@ -96,7 +97,7 @@ def recover_run(s: DeployState, entry: JournalEntry) -> list[str]:
 def drop_scratch_databases(s: DeployState) -> list[str]:
     """A restore's scratch copy (and a replaced database a swap had not dropped yet)."""
     target = s.ctx.target
-    names = [f"{target.database}__ck_restore"[:63], f"{target.database}__ck_old"[:63]]
+    names = side_databases(target.database)
     found = target.psql(
         "SELECT datname FROM pg_database WHERE datname IN ("
         + ", ".join("'" + n.replace("'", "''") + "'" for n in names)
