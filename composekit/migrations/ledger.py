@@ -115,10 +115,18 @@ class Ledger:
         column comes as stored, so a ledger missing some columns still reads."""
         return f"SELECT coalesce(json_agg(t), '[]') FROM {self.regclass} t"
 
-    @staticmethod
-    def parse_rows(data: list[dict[str, Any]]) -> list[LedgerRow]:
-        """The rows of :meth:`select_json_sql`'s array, oldest version first."""
+    def parse_rows(self, data: list[dict[str, Any]]) -> list[LedgerRow]:
+        """The rows of :meth:`select_json_sql`'s array, oldest version first (refused when they
+        are golang-migrate's: one number and a dirty flag, no name)."""
+        if any(isinstance(d.get("version"), int) and "name" not in d for d in data):
+            raise self._foreign()
         return sorted((LedgerRow.from_dict(d) for d in data), key=lambda r: r.key)
+
+    def _foreign(self) -> ConfigError:
+        return ConfigError(
+            f"{self.table} looks like golang-migrate's ledger (one row holding the latest version)",
+            hint="rename it, then `composekit migrate baseline <that version>` records the files up to it",
+        )
 
     def columns(self, conn: Any) -> dict[str, str] | None:
         """Column name -> type, or None when the table does not exist."""
@@ -156,10 +164,7 @@ class Ledger:
                 hint="point ledger_table at another table name",
             )
         if cols["version"] in ("bigint", "integer") and "dirty" in cols and "name" not in cols:
-            raise ConfigError(
-                f"{self.table} looks like golang-migrate's ledger (one row holding the latest version)",
-                hint="rename it, then `composekit migrate baseline <that version>` records the files up to it",
-            )
+            raise self._foreign()
         missing = [c for c in COLUMNS if c not in cols]
         if missing:
             adds = sql.SQL(", ").join(

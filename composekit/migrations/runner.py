@@ -328,6 +328,15 @@ class Migrator:
         actions: list[str] = []
         with self._locked() as (_, work):
             st = self._status(work)
+            forgotten = []  # every version checked before any row is touched
+            for version in forget or []:
+                match = [r for r in st.applied if r.key == _key_of(version)]
+                if not match:
+                    raise UsageError(
+                        f"{version} is not in {self.ledger.table}; nothing was changed",
+                        hint="see `composekit migrate status` for the applied versions",
+                    )
+                forgotten.append(match[0].version)
             files = {m.key: m for m in self.source.migrations}
             for row in st.applied:
                 if not row.dirty:
@@ -340,17 +349,21 @@ class Migrator:
                 actions.append(
                     f"cleared dirty entry {row.version}; `composekit migrate up` will run it again"
                 )
-            for version in forget or []:
-                match = [r for r in st.applied if r.key == version_key(version)]
-                if not match:
-                    raise UsageError(
-                        f"{version} is not in {self.ledger.table}",
-                        hint="see `composekit migrate status`",
-                    )
-                work.execute(self.ledger.delete_sql(work, match[0].version))
-                actions.append(f"forgot ledger entry {match[0].version}")
+            for version in forgotten:
+                work.execute(self.ledger.delete_sql(work, version))
+                actions.append(f"forgot ledger entry {version}")
         if not actions:
             actions.append("nothing to repair")
         for a in actions:
             self.progress(a)
         return actions
+
+
+def _key_of(version: str) -> tuple[int, ...]:
+    """A version given on the command line, as :func:`version_key`; not one is a usage error."""
+    try:
+        return version_key(version)
+    except ValueError:
+        raise UsageError(
+            f"{version!r} is not a migration version", hint="versions are numbers, e.g. 0003"
+        ) from None

@@ -514,3 +514,132 @@ def test_new_then_up(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     )
     r = run_cli("migrate", "up", env={"DATABASE_URL": db_url}, cwd=tmp_path)
     assert r.returncode == 0 and "widgets" in tables(db_url)
+
+
+GOLANG_LEDGER = (
+    "CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL); "
+    "INSERT INTO schema_migrations VALUES (2, false)"
+)
+
+
+def _assert_golang_ledger_refused(db_url: str, r: subprocess.CompletedProcess[str]) -> None:
+    """One error naming golang-migrate with its fix, exit 3, and the database as it was."""
+    assert r.returncode == ExitCode.CONFIG, (r.args, r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    assert [ln for ln in r.stderr.splitlines() if ln.startswith("error:")] == [
+        "error: schema_migrations looks like golang-migrate's ledger "
+        "(one row holding the latest version)"
+    ], r.stderr
+    assert "fix: rename it, then `composekit migrate baseline <that version>`" in r.stderr
+    assert query(db_url, "SELECT version, dirty FROM schema_migrations") == [(2, False)]
+    cols = query(
+        db_url,
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_name = 'schema_migrations' ORDER BY ordinal_position",
+    )
+    assert cols == [("version",), ("dirty",)]  # no ledger column added
+    assert tables(db_url) == {"schema_migrations"}  # no migration ran
+
+
+def test_golang_migrate_ledger_is_refused_with_the_fix(db_url: str, tmp_path: Path) -> None:
+    execute(db_url, GOLANG_LEDGER)
+    d = five(tmp_path)
+    for args in (
+        ["up"],
+        ["up", "--allow-out-of-order"],
+        ["down"],
+        ["baseline", "0002"],
+        ["repair"],
+    ):
+        _assert_golang_ledger_refused(db_url, cli(db_url, "migrate", *args, "--dir", str(d)))
+
+
+def test_golang_migrate_ledger_is_refused_by_read_only_verbs(db_url: str, tmp_path: Path) -> None:
+    execute(db_url, GOLANG_LEDGER)
+    d = five(tmp_path)
+    for verb in ("status", "verify", "plan"):
+        _assert_golang_ledger_refused(db_url, cli(db_url, "migrate", verb, "--dir", str(d)))
+
+
+def test_repair_forget_removes_a_missing_migrations_ledger_row(db_url: str, tmp_path: Path) -> None:
+    d = five(tmp_path)
+    assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
+    (d / "0003_t3.sql").unlink()
+    r = cli(db_url, "migrate", "verify", "--dir", str(d))
+    assert r.returncode == ExitCode.VERIFY
+    assert "missing 0003" in r.stderr and "repair --forget" in r.stderr
+    assert "Traceback" not in r.stderr
+
+    r = cli(db_url, "migrate", "repair", "--forget", "0003", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert "forgot ledger entry 0003" in r.stdout
+    assert ledger(db_url) == ["0001", "0002", "0004", "0005"]
+    assert "t3" in tables(db_url)  # forgetting touches the ledger only, not the schema
+    r = cli(db_url, "migrate", "verify", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert "ok: 4 applied migrations match their files; 0 pending" in r.stdout
+
+    for version in ("0003", "0009"):  # already forgotten; never applied
+        r = cli(db_url, "migrate", "repair", "--forget", version, "--dir", str(d))
+        assert r.returncode == ExitCode.USAGE, (version, r.stderr)
+        assert f"error: {version} is not in schema_migrations" in r.stderr
+        assert "Traceback" not in r.stderr
+        assert ledger(db_url) == ["0001", "0002", "0004", "0005"]
+
+
+def test_down_steps_reverts_exactly_n_newest(db_url: str, tmp_path: Path) -> None:
+    d = five(tmp_path)
+    assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
+    r = cli(db_url, "migrate", "down", "--steps", "2", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert "reverted 2 migration(s); now at 0003" in r.stdout
+    assert ledger(db_url) == ["0001", "0002", "0003"]
+    assert tables(db_url) == {"schema_migrations", "t1", "t2", "t3"}
+    r = cli(db_url, "migrate", "down", "--steps", "1", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert "reverted 1 migration(s); now at 0002" in r.stdout
+    assert ledger(db_url) == ["0001", "0002"]
+    assert tables(db_url) == {"schema_migrations", "t1", "t2"}
+    r = cli(db_url, "migrate", "down", "--dir", str(d))  # no --steps/--target: the newest one
+    assert r.returncode == 0, r.stderr
+    assert "reverted 1 migration(s); now at 0001" in r.stdout
+    assert ledger(db_url) == ["0001"]
+    assert tables(db_url) == {"schema_migrations", "t1"}
+
+
+def test_editing_a_down_section_is_not_drift(db_url: str, tmp_path: Path) -> None:
+    d = five(tmp_path)
+    assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
+    f = d / "0005_t5.sql"
+    f.write_text(f.read_text().replace("DROP TABLE t5;", "DROP TABLE t5;\nCREATE TABLE marker ();"))
+    r = cli(db_url, "migrate", "verify", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert "ok: 5 applied migrations match their files" in r.stdout
+    assert "edited" not in r.stdout + r.stderr
+    r = cli(db_url, "migrate", "up", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert "database is up to date" in r.stdout
+    assert "edited" not in r.stdout + r.stderr
+    assert ledger(db_url) == ["0001", "0002", "0003", "0004", "0005"]
+    r = cli(db_url, "migrate", "down", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert ledger(db_url) == ["0001", "0002", "0003", "0004"]
+    assert tables(db_url) == {"schema_migrations", "t1", "t2", "t3", "t4", "marker"}
+
+
+def test_repair_forget_with_an_unknown_version_changes_nothing(db_url: str, tmp_path: Path) -> None:
+    d = five(tmp_path)
+    assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
+    (d / "0003_t3.sql").unlink()
+    r = cli(db_url, "migrate", "repair", "--forget", "0003", "--forget", "0009", "--dir", str(d))
+    assert r.returncode == ExitCode.USAGE and "0009 is not in schema_migrations" in r.stderr
+    assert ledger(db_url) == ["0001", "0002", "0003", "0004", "0005"]
+
+
+def test_repair_forget_of_a_non_version_is_a_usage_error(db_url: str, tmp_path: Path) -> None:
+    d = five(tmp_path)
+    assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
+    r = cli(db_url, "migrate", "repair", "--forget", "abc", "--dir", str(d))
+    assert r.returncode == ExitCode.USAGE, r.stderr
+    assert "abc" in r.stderr and "unexpected" not in r.stderr
+    assert ledger(db_url) == ["0001", "0002", "0003", "0004", "0005"]
