@@ -64,6 +64,21 @@ def docker_errors(action: str) -> Iterator[None]:
         raise translate(action, exc.stderr or "", exc.return_code) from exc
 
 
+COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
+OVERRIDE_FILES = tuple(n.replace(".y", ".override.y") for n in COMPOSE_FILES)
+
+
+def default_files(base: Path) -> list[Path]:
+    """The files ``docker compose`` reads in ``base`` when none is named: the first of
+    :data:`COMPOSE_FILES`, and with it the first override file (compose.override.yaml …) there
+    is — so composekit sees the project exactly as the team's own ``docker compose up`` does."""
+    main = next((base / n for n in COMPOSE_FILES if (base / n).is_file()), None)
+    if main is None:
+        return []
+    override = next((base / n for n in OVERRIDE_FILES if (base / n).is_file()), None)
+    return [main, *([override] if override else [])]
+
+
 class ComposeProject:
     """One Compose project: its files, project name and env file.
 
@@ -84,15 +99,7 @@ class ComposeProject:
         self.project_dir = base
         self.files = [Path(f) if Path(f).is_absolute() else base / f for f in files]
         if not self.files:
-            for candidate in (
-                "compose.yaml",
-                "compose.yml",
-                "docker-compose.yaml",
-                "docker-compose.yml",
-            ):
-                if (base / candidate).is_file():
-                    self.files = [base / candidate]
-                    break
+            self.files = default_files(base)
         missing = [str(f) for f in self.files if not f.is_file()]
         if missing or not self.files:
             raise ConfigError(
@@ -125,11 +132,9 @@ class ComposeProject:
 
     @classmethod
     def from_settings(cls, settings: Settings, overlay: str | None = None) -> ComposeProject:
-        files = list(settings.compose_files)
+        files: list[str | Path] = list(settings.compose_files)
         if overlay:
-            if not files:
-                files = ["compose.yaml"]
-            files.append(overlay)
+            files = [*(files or default_files(settings.project_dir)), overlay]
         return cls(
             files,
             project_name=settings.project_name,

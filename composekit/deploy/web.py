@@ -33,10 +33,11 @@ def split_image_name(name: str) -> tuple[str, str]:
     return repo, tag
 
 
-def start_web(s: DeployState, force_recreate: bool = False) -> None:
+def start_web(s: DeployState, force_recreate: bool = False, *, release: bool = True) -> None:
     """``up -d --no-build --no-deps`` the web with whatever its image name points at, wait until it
-    is healthy, then the HTTP health gate (when ``health_url`` is set) — all within the run's
-    deadline."""
+    is healthy, then — for a ``release`` — the HTTP health gate (when ``health_url`` is set), all
+    within the run's deadline. The previous web put back by an undo is not a release: it served
+    before, and the gate (maybe new in this very run) must not spend the undo's time on it."""
     st = s.settings
     test = s.project.healthcheck(st.web_service)
     fast = test is not None and s.project.replicas(st.web_service) == 1
@@ -50,7 +51,7 @@ def start_web(s: DeployState, force_recreate: bool = False) -> None:
     )
     if test is not None and fast:
         wait_healthcheck(s, st.web_service, test)
-    if st.health_url:
+    if st.health_url and release:
         health_gate(st.health_url, s.deadline, s.progress)
 
 
@@ -120,7 +121,7 @@ def previous_web_back(s: DeployState) -> str:
     if s.ctx.maintenance:  # it starts again (on that image) once the database is back
         s.project.stop([web])
         return f"{web} stopped; its image name points at {short(s.web.previous)} again"
-    start_web(s, force_recreate=True)
+    start_web(s, force_recreate=True, release=False)
     return f"{web} back on {short(s.web.previous)}"
 
 

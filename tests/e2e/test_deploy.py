@@ -9,16 +9,38 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from composekit.compose import ComposeProject
 from composekit.deploy import read_history
 from composekit.errors import ExitCode
 from tests.apps import App, fingerprint, migration, release, wait_for_query, web_image
 from tests.helpers import run_cli, start_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+# a service that writes to the database all the time (a queue worker, a cron)
+WORKER = """
+services:
+  worker:
+    image: ${POSTGRES_IMAGE}
+    environment: {PGPASSWORD: "${POSTGRES_PASSWORD}"}
+    stop_signal: SIGKILL
+    entrypoint: ["sh", "-c", "while :; do psql -h db -U app -d app -qc 'INSERT INTO beats DEFAULT VALUES' || true; sleep 0.2; done"]
+    depends_on:
+      db: {condition: service_healthy}
+"""
+
+
+def wait_until(check: Callable[[], bool], limit: float = 30) -> None:
+    deadline = time.monotonic() + limit
+    while not check():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.2)
 
 
 def deploy(where: App | Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -162,7 +184,7 @@ def test_the_deploy_lock_dies_with_its_holder(make_app) -> None:  # type: ignore
     # an applied migration edited afterwards: refused before anything is built or backed up
     applied = app.dir / "migrations" / "0001_add_profile.sql"
     applied.write_text(applied.read_text().replace("bio", "biography"))
-    backups = sorted((app.dir / "backups").iterdir())
+    backups = list((app.dir / "backups").glob("*.dump"))
     r = deploy(app)
     assert r.returncode == ExitCode.VERIFY, r.stderr
     assert "edited 0001: 0001_add_profile.sql changed after it was applied" in r.stderr
@@ -314,15 +336,38 @@ def test_restore_undo_reports_rows_and_maintenance_keeps_the_web_off(make_app) -
     ]
     assert len(snapshots) == 1  # where that write can be recovered from
 
-    # 2. --maintenance: the web is off for the window, so no write can land; it comes back after
+    # 2. --maintenance with [deploy] maintenance = web + a worker that writes all the time: both
+    # are off for the window, so no write can land; both come back after, the database as it was
+    (app.dir / "compose.override.yaml").write_text(
+        WORKER
+    )  # read beside compose.yaml, as by Compose
+    app.project = ComposeProject(project_dir=app.dir, project_name=app.name, env_file=".env")
+    with open(app.dir / "composekit.toml", "a") as toml:
+        toml.write('\n[deploy]\nmaintenance = ["web", "worker"]\n')
+    app.psql("CREATE TABLE beats (at timestamptz DEFAULT clock_timestamp())")
+    app.project.up(["worker"], wait=True, wait_timeout=60)
+    beats = "SELECT count(*) || ' up to ' || max(at) FROM beats"
+    wait_until(lambda: app.psql("SELECT count(*) FROM beats") != "0")
+    good = {k: v for k, v in fingerprint(app).items() if k != "beats"}
     p = start_cli("-C", str(app.dir), "deploy", "--timeout", "60", "--maintenance")
     wait_for_query(app, "pg_sleep(4)", p)
     with pytest.raises(OSError):
         app.page()  # nothing listens while the migrations run
+    during = app.psql(beats)
+    time.sleep(1.5)
+    assert app.psql(beats) == during  # the worker is stopped too
     _, err = p.communicate(timeout=120)
     assert p.returncode == ExitCode.DEPLOY_UNDONE, err
-    assert "public.users" not in err and "started web again" in err
+    assert "public.users" not in err and "started web, worker again" in err
     assert web_image(app) == image and "<th>bio</th>" in app.page()
+    assert {s.service for s in app.project.ps(all=False)} == {"db", "web", "worker"}
+    assert {k: v for k, v in fingerprint(app).items() if k != "beats"} == good
+    # restored with its writers off: every row written until they stopped is there
+    until = during.split(" up to ")[1]
+    assert (
+        app.psql(f"SELECT count(*) || ' up to ' || max(at) FROM beats WHERE at <= '{until}'")
+        == during
+    )
 
     # and a good --maintenance deploy ends with the new web serving
     (app.dir / "verify" / "always_fails.sql").unlink()
@@ -422,3 +467,47 @@ def test_timeout_is_one_deadline_for_the_whole_deploy(make_app) -> None:  # type
     assert elapsed < 10 + 15, elapsed  # and then the undo: the previous web back, 0002 reverted
     assert web_image(app) == image and "<th>bio</th>" in app.page()
     assert app.psql("SELECT string_agg(version, ',') FROM schema_migrations") == "0001"
+
+
+def test_a_failing_build_changes_nothing_and_the_health_url_gates_the_release(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    assert deploy(app).returncode == 0
+    migration(app, "0002_notes.sql", "CREATE TABLE notes (id int);", "DROP TABLE notes;")
+    good, image = fingerprint(app), web_image(app)
+    backups = list((app.dir / "backups").glob("*.dump"))
+
+    # 1. the build fails (it runs beside the backup): one line naming it, undone, nothing migrated;
+    # the backup it took is kept
+    dockerfile = app.dir / "Dockerfile"
+    working = dockerfile.read_text()
+    dockerfile.write_text(working.replace("COPY app/ app/", "RUN exit 3\nCOPY app/ app/"))
+    r = deploy(app)
+    assert r.returncode == ExitCode.DEPLOY_UNDONE, r.stderr
+    assert "deploy failed at build+backup: docker compose build failed" in r.stderr
+    assert "exit code: 3" in r.stderr and "Traceback" not in r.stderr
+    assert fingerprint(app) == good and web_image(app) == image
+    assert len(list((app.dir / "backups").glob("*.dump"))) == len(backups) + 1
+    dockerfile.write_text(working)
+
+    # 2. the new web is healthy by its own check, but the release URL never answers 200: undone
+    release(app, 2)
+    toml = app.dir / "composekit.toml"
+    settings = toml.read_text()
+    url = f"http://127.0.0.1:{app.ports[0]}"
+    toml.write_text(
+        settings.replace("[services]", f'[web]\nhealth_url = "{url}/ready"\n\n[services]')
+    )
+    r = run_cli("-C", str(app.dir), "deploy", "--timeout", "30")
+    assert r.returncode == ExitCode.DEPLOY_UNDONE, r.stderr
+    assert (
+        f"{url}/ready did not answer 200 3 times in a row" in r.stderr and "(last: 404)" in r.stderr
+    )
+    assert fingerprint(app) == good and web_image(app) == image and "Users r2" not in app.page()
+
+    # 3. a URL that answers: the release goes out
+    toml.write_text(
+        settings.replace("[services]", f'[web]\nhealth_url = "{url}/healthz"\n\n[services]')
+    )
+    r = deploy(app)
+    assert r.returncode == 0, r.stderr
+    assert "Users r2" in app.page() and app.psql("SELECT count(*) FROM notes") == "0"

@@ -81,3 +81,22 @@ def test_deploy_sections(tmp_path: Path) -> None:
         4,
     )
     assert load_settings(tmp_path, env={"COMPOSEKIT_KEEP_IMAGES": "1"}).keep_images == 1
+
+
+def test_compose_files_are_found_as_docker_compose_finds_them(tmp_path: Path) -> None:
+    from composekit.compose import default_files
+
+    assert default_files(tmp_path) == []
+    (tmp_path / "docker-compose.yml").write_text("services: {}\n")
+    assert default_files(tmp_path) == [tmp_path / "docker-compose.yml"]
+    (tmp_path / "docker-compose.override.yml").write_text("services: {}\n")
+    assert default_files(tmp_path) == [
+        tmp_path / "docker-compose.yml",
+        tmp_path / "docker-compose.override.yml",
+    ]
+    (tmp_path / "compose.yaml").write_text("services: {}\n")  # compose.yaml comes first
+    (tmp_path / "compose.override.yaml").write_text("services: {}\n")
+    assert default_files(tmp_path) == [
+        tmp_path / "compose.yaml",
+        tmp_path / "compose.override.yaml",
+    ]
