@@ -44,7 +44,8 @@ class Backup:
     compose_project: str
     created: str
     format: str = "custom"
-    verified: bool = True
+    verified: bool = False  # True only once pg_restore --list read the whole archive
+    toc_entries: int = 0  # how many entries that listing had
     system_identifier: str = ""  # the cluster it came from ("": unknown, older manifests)
     database_props: dict[str, Any] = field(default_factory=dict)  # see DatabaseProps
 
@@ -154,8 +155,8 @@ def take_backup(
                 raise _dump_error(exc, target, lock_wait_timeout) from exc
             out.flush()
             os.fsync(out.fileno())
-        _listed(listing, tmp)
-        tmp.rename(final)
+        entries = _listed(listing, tmp)
+        tmp.rename(final)  # published only now: a backup that does not list is never seen
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -171,6 +172,8 @@ def take_backup(
         label=label,
         compose_project=target.project.name,
         created=now.isoformat(),
+        verified=True,
+        toc_entries=entries,
         system_identifier=state.system_identifier,
         database_props=state.props.to_dict(),
     )

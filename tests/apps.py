@@ -99,18 +99,32 @@ def make_app(tmp_path: Path, docker_engine: None) -> Iterator[object]:
 
 
 def fingerprint(app: App) -> dict[str, str]:
-    """The database as a deploy must leave it after an undo: per-table content checksums (ledger
-    included), and the whole schema (normalized pg_dump --schema-only: columns, types, indexes,
-    constraints, functions, sequences, views)."""
+    """The app's database as a deploy must leave it after an undo (see :func:`database_state`)."""
+    return database_state(app.project, "app", "app")
+
+
+def database_state(project: ComposeProject, user: str, database: str) -> dict[str, str]:
+    """One database's state, for "identical" in every test: per-table content checksums (the
+    ledger included), every sequence's position, and the whole schema (normalized
+    ``pg_dump --schema-only``: columns, types, indexes, constraints, functions, views)."""
+
+    def sql(q: str) -> str:
+        return project.exec(
+            "db",
+            ["psql", "-X", "-tA", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", database, "-c", q],
+        ).stdout.strip()
+
     out = {}
-    for t in app.psql(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
-    ).split():
-        out[t] = app.psql(
+    for t in sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").split():
+        out[t] = sql(
             f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {t} t"
         )
-    dump = app.project.exec(
-        "db", ["pg_dump", "--schema-only", "--no-owner", "-U", "app", "-d", "app"]
+    out["sequences"] = sql(
+        "SELECT string_agg(sequencename || '=' || coalesce(last_value::text, '-'), ',' "
+        "ORDER BY sequencename) FROM pg_sequences WHERE schemaname = 'public'"
+    )
+    dump = project.exec(
+        "db", ["pg_dump", "--schema-only", "--no-owner", "-U", user, "-d", database]
     ).stdout
     out["schema"] = normalize_schema(dump)
     return out

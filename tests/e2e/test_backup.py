@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import stat
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from composekit.compose import ComposeProject
 from composekit.errors import ExitCode
 from composekit.images import POSTGRES_IMAGE, PYTHON_IMAGE
+from tests.apps import database_state
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.e2e
@@ -64,25 +66,7 @@ def psql(project: ComposeProject, sql: str) -> str:
 
 
 def fingerprint(project: ComposeProject) -> dict[str, str]:
-    """Per-table content checksums, the ledger, the sequence and the schema objects."""
-    out = {}
-    for t in psql(
-        project, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
-    ).split():
-        out[t] = psql(
-            project,
-            f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {t} t",
-        )
-    out["columns"] = psql(
-        project,
-        "SELECT string_agg(table_name || '.' || column_name, ',' ORDER BY table_name, column_name) "
-        "FROM information_schema.columns WHERE table_schema = 'public'",
-    )
-    out["invoice_no"] = psql(project, "SELECT last_value FROM invoice_no")
-    out["objects"] = psql(
-        project, "SELECT string_agg(proname, ',') FROM pg_proc WHERE proname = 'order_count'"
-    ) + psql(project, "SELECT string_agg(viewname, ',') FROM pg_views WHERE schemaname = 'public'")
-    return out
+    return database_state(project, "app", "appdb")
 
 
 @pytest.fixture
@@ -308,3 +292,118 @@ def test_restore_knows_where_a_backup_came_from_and_keeps_what_the_database_held
     assert r.returncode == 0, r.stderr
     tables = "SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = 'public'"
     assert psql(project, tables) == "theirs"
+
+
+def test_a_backup_is_published_only_once_pg_restore_lists_it(seeded: ComposeProject) -> None:
+    project = seeded
+    backups = project.project_dir / "backups"
+    r = ck(project, "backup", "--json")
+    assert r.returncode == 0, r.stderr
+    b = json.loads(r.stdout)
+    dump = Path(b["path"])
+    # what the manifest says was verified, checked independently: the bytes and the listing
+    assert b["sha256"] == hashlib.sha256(dump.read_bytes()).hexdigest()
+    with open(dump, "rb") as f:
+        listing = subprocess.run(
+            project.compose_argv("exec", "-T", "db", "pg_restore", "--list"),
+            stdin=f,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    entries = [ln for ln in listing.splitlines() if ln and not ln.startswith(";")]
+    assert b["verified"] is True and b["toc_entries"] == len(entries) > 10
+
+    # --keep N keeps the N newest of this kind
+    for label in ("second", "third"):
+        assert ck(project, "backup", "--label", label, "--keep", "2").returncode == 0
+    labels = [
+        x["label"] for x in json.loads(ck(project, "backup", "list", "--json").stdout)["backups"]
+    ]
+    assert labels == ["third", "second"]
+    published = sorted(p.name for p in backups.iterdir())
+
+    # a pg_restore that cannot read the archive: the backup fails and nothing is published
+    project.exec(
+        "db",
+        [
+            "sh",
+            "-c",
+            "cd /usr/lib/postgresql/15/bin && mv pg_restore pg_restore.real && "
+            "printf '#!/bin/sh\\necho pg_restore: error: input file is damaged >&2\\nexit 1\\n' > pg_restore && "
+            "chmod +x pg_restore",
+        ],
+    )
+    r = ck(project, "backup", "--label", "never")
+    assert r.returncode == ExitCode.VERIFY, r.stderr
+    assert "is not a valid pg_dump archive: pg_restore: error: input file is damaged" in r.stderr
+    assert sorted(p.name for p in backups.iterdir()) == published  # no dump, manifest or partial
+
+
+# a function an index uses, reading a table without its schema: pg_dump's empty search_path makes
+# the restore of this (valid, listable) archive fail at CREATE INDEX, after the tables loaded
+UNRESTORABLE = """
+CREATE FUNCTION user_weight(u int) RETURNS bigint LANGUAGE plpgsql IMMUTABLE
+  AS $$ BEGIN RETURN (SELECT count(*) FROM orders WHERE user_id = u); END $$;
+CREATE INDEX users_weight ON users (user_weight(id));
+"""
+
+
+def test_a_restore_that_fails_to_load_leaves_the_live_database_and_no_scratch_copy(
+    seeded: ComposeProject,
+) -> None:
+    project = seeded
+    psql(project, UNRESTORABLE)
+    assert ck(project, "backup").returncode == 0
+    psql(
+        project, "DELETE FROM orders WHERE id > 250; INSERT INTO schema_migrations VALUES ('0003')"
+    )
+    state = fingerprint(project)
+    r = ck(project, "restore", "--latest", "--yes")
+    assert r.returncode == ExitCode.VERIFY, r.stderr
+    assert "the live database appdb was not touched" in r.stderr and "Traceback" not in r.stderr
+    assert fingerprint(project) == state
+    databases = psql(project, "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database")
+    assert databases == "appdb,postgres,template0,template1"  # the scratch copy is gone
+    assert project.health("web") == "running"
+
+
+def test_the_safety_snapshot_is_taken_after_the_writers_stopped(
+    compose_factory: Callable[..., ComposeProject],
+) -> None:
+    # the web writes one last row as it stops (as an app flushes its queue on SIGTERM)
+    writer = COMPOSE.replace(
+        f"""  web:
+    image: {PYTHON_IMAGE}
+    command: ["python3", "-m", "http.server", "8000"]
+    stop_signal: SIGINT
+""",
+        f"""  web:
+    image: {POSTGRES_IMAGE}
+    environment: {{PGPASSWORD: {PASSWORD}}}
+    stop_signal: SIGTERM
+    entrypoint:
+      - sh
+      - -c
+      - trap 'psql -h db -U app -d appdb -qc "INSERT INTO goodbyes DEFAULT VALUES"; exit 0' TERM;
+        while :; do sleep 1 & wait $$!; done
+""",
+    )
+    project = compose_factory(writer)
+    (project.project_dir / "composekit.toml").write_text(
+        f'project_name = "{project.project_name}"\n'
+    )
+    project.up(wait=True, wait_timeout=60)
+    psql(project, SEED + "CREATE TABLE goodbyes (id serial, at timestamptz DEFAULT now());")
+    assert ck(project, "backup").returncode == 0
+
+    r = ck(project, "restore", "--latest", "--yes", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["stopped_and_restarted"] == ["web"]
+    assert psql(project, "SELECT count(*) FROM goodbyes") == "0"  # the backup's state
+    # the snapshot holds the row the web wrote as it stopped for the swap
+    snapshot = Path(report["snapshot"]["path"]).name
+    r = ck(project, "restore", snapshot, "--yes", "--no-snapshot")
+    assert r.returncode == 0, r.stderr
+    assert psql(project, "SELECT count(*) FROM goodbyes") == "1"

@@ -25,6 +25,7 @@ def make(d: Path, n: int, label: str) -> None:
         "label": label,
         "compose_project": "shop",
         "created": created.isoformat(),
+        "verified": True,
     }
     (d / f"{dump.name}.json").write_text(json.dumps(manifest))
 

@@ -34,3 +34,28 @@ def test_compose_versions_parse_numerically() -> None:
     assert parse_version("Docker Compose version v2.40.3") == (2, 40, 3)
     assert parse_version("5.0.1") > parse_version("2.40.3") > parse_version("2.9.0")
     assert parse_version("2.27.0-desktop.1") == (2, 27, 0)
+
+
+BUG = (
+    "from composekit import cli\n"
+    "@cli.app.command('explode')\n"
+    "def explode() -> None:\n"
+    "    raise RuntimeError('lost postgresql://app:Hunter2-secret@db/app')\n"
+    "cli.main(__import__('sys').argv[1:])\n"
+)
+
+
+def test_an_unexpected_failure_is_exit_1_one_line_redacted_and_debug_shows_where() -> None:
+    """A bug in composekit itself (a command raising what nothing expected): exit 1, one line
+    asking for the traceback, the password masked — with --debug the traceback, still masked."""
+    r = subprocess.run([sys.executable, "-c", BUG, "explode"], capture_output=True, text=True)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines() == [
+        "error: unexpected RuntimeError: lost postgresql://app:***@db/app",
+        "  fix: rerun with --debug and report the traceback",
+    ]
+    r = subprocess.run(
+        [sys.executable, "-c", BUG, "--debug", "explode"], capture_output=True, text=True
+    )
+    assert r.returncode == 1 and "Traceback" in r.stderr and "line 4, in explode" in r.stderr
+    assert "Hunter2-secret" not in r.stderr
