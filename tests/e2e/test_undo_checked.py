@@ -60,6 +60,21 @@ def test_a_down_section_that_leaves_something_behind_is_caught_and_the_backup_re
     gone = subprocess.run(["docker", "image", "inspect", built.group(1)], capture_output=True)
     assert gone.returncode != 0
 
+    # a down section that fails outright: the pre-deploy backup is restored instead
+    leaves_behind = (app.dir / "migrations" / "0002_audit.sql").read_text()
+    migration(
+        app,
+        "0002_audit.sql",
+        "CREATE TABLE audit (id int);\nCREATE INDEX audit_id ON audit (id);",
+        "DROP TABLE audit_typo;",
+    )
+    code, err = deploy(app)
+    assert code == ExitCode.DEPLOY_UNDONE, err
+    assert "down sections failed; restoring the pre-deploy backup instead" in err
+    assert 'table "audit_typo" does not exist' in err and "schema and ledger as before" in err
+    assert fingerprint(app) == good and web_image(app) == image
+    (app.dir / "migrations" / "0002_audit.sql").write_text(leaves_behind)
+
     # and with no backup to fall back on, an undo that does not bring it back is exit 8
     code, err = deploy(app, "--no-backup")
     assert code == ExitCode.UNDO_FAILED, err
