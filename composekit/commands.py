@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the verbs import what they need when they run: `--help` sta
     from composekit.restore import RestoreReport
     from composekit.scaffold import ScaffoldResult
     from composekit.status import ProjectStatus
+    from composekit.vendor import VendorResult
 
 Confirm = Callable[[str, str], None]
 """Asked before a restore with (backup file name, database it replaces); raises to refuse."""
@@ -45,6 +46,12 @@ def init(
     from composekit.scaffold import scaffold
 
     return scaffold(directory, layout, ci=ci, name=name, db_image=db_image, force=force)
+
+
+def vendor(project_dir: Path) -> VendorResult:
+    from composekit.vendor import vendor as write_vendor
+
+    return write_vendor(project_dir)
 
 
 def status(settings: Settings) -> ProjectStatus:

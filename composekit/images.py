@@ -4,7 +4,8 @@
   python3, python3-venv), imported with ``docker import``.
 * ``composekit/postgres:15``: a stand-in for the official ``postgres`` image (same contract).
 * ``composekit/python:3.11``: a stand-in for the official ``python`` image whose pip installs from
-  a baked wheelhouse (composekit and its dependencies), so ordinary Dockerfiles build offline.
+  a baked wheelhouse (composekit's dependencies — not composekit, which no index has), so
+  ordinary Dockerfiles build offline.
 
 Each image carries a ``composekit.hash`` label of its inputs; it is rebuilt only when they change.
 """
@@ -43,12 +44,6 @@ def image_files_dir() -> Path:
         if candidate.is_dir():
             return candidate
     raise DockerError("composekit's image files are missing", hint="reinstall composekit")
-
-
-def source_root() -> Path | None:
-    """The checkout composekit runs from, if any (needed to put composekit in the wheelhouse)."""
-    root = Path(__file__).resolve().parent.parent
-    return root if (root / "pyproject.toml").is_file() and (root / "composekit").is_dir() else None
 
 
 def _hash_paths(paths: list[Path], extra: str = "") -> str:
@@ -184,25 +179,21 @@ def ensure_postgres(progress: Callable[[str], None]) -> ImageResult:
 
 
 def wheelhouse(progress: Callable[[str], None]) -> Path:
-    """Wheels of composekit (from this checkout) and everything it depends on, cached."""
-    root = source_root()
+    """Wheels of composekit's dependencies (what PyPI would give a real build), cached — but not
+    of composekit itself: no index has it, so the stand-in image must not either. A scaffolded
+    project brings composekit in its own ``vendor/`` (see :mod:`composekit.vendor`)."""
+    from composekit.vendor import requirements
+
     wheels = cache_dir() / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
-    if root is None:
-        from composekit import __version__
-
-        target = f"composekit=={__version__}"
-        stamp_hash = __version__
-    else:
-        target = str(root)
-        files = [root / "pyproject.toml", *sorted((root / "composekit").rglob("*.py"))]
-        stamp_hash = _hash_paths(files)
-    stamp = wheels / ".composekit-source"
+    wanted = sorted(requirements())
+    stamp_hash = hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:16]
+    stamp = wheels / ".requirements"
+    for old in wheels.glob("composekit-*.whl"):  # from before: composekit was baked in
+        old.unlink()
     if stamp.is_file() and stamp.read_text() == stamp_hash:
         return wheels
-    progress("building the wheelhouse (composekit + dependencies)")
-    for old in wheels.glob("composekit-*.whl"):
-        old.unlink()
+    progress("building the wheelhouse (composekit's dependencies)")
     proc.run(
         [
             sys.executable,
@@ -214,7 +205,7 @@ def wheelhouse(progress: Callable[[str], None]) -> Path:
             wheels,
             "--find-links",
             wheels,
-            target,
+            *wanted,
         ],
         timeout=900,
     )
@@ -231,9 +222,6 @@ def ensure_python(progress: Callable[[str], None]) -> ImageResult:
     label = _hash_paths(
         [*src.iterdir()], extra="|".join(f"{w.name}:{w.stat().st_size}" for w in whl)
     )
-    label = hashlib.sha256(
-        (label + (wheels / ".composekit-source").read_text()).encode()
-    ).hexdigest()[:16]
     if image_label(PYTHON_IMAGE) == label:
         return ImageResult(PYTHON_IMAGE, "present", 0.0)
     t0 = time.monotonic()

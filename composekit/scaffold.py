@@ -14,8 +14,10 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from composekit import __version__
 from composekit.config import LAYOUTS, Layout
 from composekit.errors import UsageError
+from composekit.vendor import VENDOR_DIR, build_wheel, wheel_name
 
 CI_CHOICES = ("github", "gitlab", "none")
 DEFAULT_DB_IMAGE = "postgres:16"
@@ -50,7 +52,7 @@ _COMMANDS = {
     ),
     Layout.MIGRATOR: (
         "docker compose up -d --build --wait db       # the database\n"
-        "docker compose run --rm migrator             # apply migrations (exit code says how it went)\n"
+        "docker compose run --rm --build migrator     # apply migrations (exit code says how it went)\n"
         "docker compose up -d --build --wait web      # then the new web"
     ),
 }
@@ -58,7 +60,7 @@ _COMMANDS = {
 _CI_MIGRATE = {
     Layout.INIT_SCRIPTS: "docker compose up -d --wait db   # init-scripts run on the first start only",
     Layout.APP_STARTUP: "docker compose run --rm --no-deps web composekit migrate up --dir /app/migrations",
-    Layout.MIGRATOR: "docker compose run --rm migrator",
+    Layout.MIGRATOR: "docker compose run --rm --build migrator",
 }
 
 
@@ -115,6 +117,7 @@ def plan_files(
     values = {
         "name": name,
         "layout": layout,
+        "composekit_version": __version__,
         "db_image": db_image,
         "python_image": python_image,
         "layout_notes": _NOTES[kind],
@@ -194,7 +197,8 @@ def scaffold(
     files = plan_files(
         layout, ci, name, db_image, python_image, password or secrets.token_urlsafe(32)
     )
-    existing = sorted(rel for rel in files if (target / rel).exists())
+    wheel = f"{VENDOR_DIR}/{wheel_name(__version__)}"
+    existing = sorted(rel for rel in [*files, wheel] if (target / rel).exists())
     if existing and not force:
         raise UsageError(
             f"{target} already has {len(existing)} of the files init writes; nothing was written",
@@ -211,4 +215,5 @@ def scaffold(
         with os.fdopen(fd, "w") as f:
             f.write(content)
         path.chmod(mode)  # umask may have cleared bits we asked for
-    return ScaffoldResult(target, layout, ci, list(files))
+    build_wheel(target / VENDOR_DIR)  # the image gets this very composekit, from no index
+    return ScaffoldResult(target, layout, ci, [*files, wheel])

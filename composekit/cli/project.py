@@ -80,6 +80,28 @@ def init(
     c.out.line(f"next: cd {directory} && read README.md (layout {layout})")
 
 
+@app.command(
+    epilog="Examples:\n\n  composekit vendor            # after upgrading composekit: then commit vendor/\n\n"
+    "  composekit -C shop vendor --json"
+)
+def vendor(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Put this composekit into vendor/ as a wheel and pin it in requirements.txt, so the app
+    image (migrator, app-startup web) runs exactly this version — no package index needed."""
+    c = cli(ctx)
+    result = commands.vendor(c.project_dir)
+    if as_json:
+        c.out.emit_json(result)
+        return
+    c.out.line(f"wrote {result.wheel} (composekit {result.version})")
+    for old in result.removed:
+        c.out.line(f"removed vendor/{old}")
+    if result.requirements_changed:
+        c.out.line(f"pinned composekit=={result.version} in requirements.txt")
+    c.out.line(
+        "next: commit vendor/ and requirements.txt; the next deploy builds the image with it"
+    )
+
+
 @app.command("status")
 def status_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Services and health, ledger version, pending migrations, last backup, last deploy."""

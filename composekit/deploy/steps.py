@@ -30,6 +30,7 @@ from composekit.errors import ComposekitError, ConfigError, UsageError
 from composekit.journal import Journal
 from composekit.migrations import compare, drift_error
 from composekit.signals import shielded
+from composekit.vendor import check_vendored
 
 
 class StateStep(Step):
@@ -53,6 +54,7 @@ class Preflight(StateStep):
             services.append(st.migrator_service)
         self.s.project.config()  # read once, here, before steps run side by side
         self.s.project.require_services(*services)
+        check_vendored(st.project_dir)  # the image's composekit is this one
         if st.expected_schema and not st.expected_schema_path.is_file():
             raise ConfigError(
                 f"expected_schema {st.expected_schema_path} does not exist",
