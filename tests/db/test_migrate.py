@@ -643,3 +643,271 @@ def test_repair_forget_of_a_non_version_is_a_usage_error(db_url: str, tmp_path: 
     assert r.returncode == ExitCode.USAGE, r.stderr
     assert "abc" in r.stderr and "unexpected" not in r.stderr
     assert ledger(db_url) == ["0001", "0002", "0003", "0004", "0005"]
+
+
+def test_up_steps_applies_at_most_n(db_url: str, tmp_path: Path) -> None:
+    d = five(tmp_path)
+    r = cli(db_url, "migrate", "up", "--steps", "2", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "applied 2 migration(s); now at 0002\n"
+    assert ledger(db_url) == ["0001", "0002"]
+    assert tables(db_url) == {"schema_migrations", "t1", "t2"}
+    r = cli(db_url, "migrate", "up", "-n", "2", "--dir", str(d))  # the next two, not from the start
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "applied 2 migration(s); now at 0004\n"
+    assert ledger(db_url) == ["0001", "0002", "0003", "0004"]
+    r = cli(db_url, "migrate", "up", "--steps", "5", "--dir", str(d))  # at most N: one is left
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "applied 1 migration(s); now at 0005\n"
+    assert ledger(db_url) == ["0001", "0002", "0003", "0004", "0005"]
+    r = cli(db_url, "migrate", "up", "--steps", "1", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "database is up to date\n"
+    assert tables(db_url) == {"schema_migrations", "t1", "t2", "t3", "t4", "t5"}
+
+
+def test_plan_down_shows_what_down_would_revert_and_changes_nothing(
+    db_url: str, tmp_path: Path
+) -> None:
+    d = five(tmp_path)
+    r = cli(db_url, "migrate", "plan", "--down", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "nothing to do\n"
+    assert tables(db_url) == set()  # planning creates no ledger
+    (d / "0006_i.sql").write_text(
+        UP.format(up="CREATE INDEX t1_id ON t1 (id);", down="DROP INDEX CONCURRENTLY t1_id;")
+    )
+    assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
+    before = tables(db_url)
+
+    r = cli(db_url, "migrate", "plan", "--down", "--dir", str(d))  # default: the newest one
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == (
+        "-- down 0006_i (0006_i.sql), WITHOUT a transaction (statement by statement)\n"
+        "DROP INDEX CONCURRENTLY t1_id;\n\n"
+    )
+    r = cli(db_url, "migrate", "plan", "--down", "--steps", "3", "--json", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)["plan"]
+    assert [(s["version"], s["direction"], s["transactional"], s["sql"]) for s in plan] == [
+        ("0006", "down", False, "DROP INDEX CONCURRENTLY t1_id;"),
+        ("0005", "down", True, "DROP TABLE t5;"),
+        ("0004", "down", True, "DROP TABLE t4;"),
+    ]
+    assert plan[1]["file"] == str(d / "0005_t5.sql")
+    r = cli(db_url, "migrate", "plan", "--down", "--target", "0003", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    heads = [ln for ln in r.stdout.splitlines() if ln.startswith("-- down ")]
+    assert heads == [
+        "-- down 0006_i (0006_i.sql), WITHOUT a transaction (statement by statement)",
+        "-- down 0005_t5 (0005_t5.sql), in a transaction",
+        "-- down 0004_t4 (0004_t4.sql), in a transaction",
+    ]
+    assert ledger(db_url) == ["0001", "0002", "0003", "0004", "0005", "0006"]
+    assert tables(db_url) == before
+    assert query(db_url, "SELECT count(*) FROM pg_indexes WHERE indexname = 't1_id'") == [(1,)]
+    # and the revert runs it as planned: DROP INDEX CONCURRENTLY would fail inside a transaction
+    r = cli(db_url, "migrate", "down", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert ledger(db_url) == ["0001", "0002", "0003", "0004", "0005"]
+    assert query(db_url, "SELECT count(*) FROM pg_indexes WHERE indexname = 't1_id'") == [(0,)]
+
+
+def test_down_target_reverts_only_the_versions_above_it(db_url: str, tmp_path: Path) -> None:
+    d = five(tmp_path)
+    assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
+    r = cli(db_url, "migrate", "down", "--target", "0002", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "reverted 3 migration(s); now at 0002\n"
+    reverted = [ln for ln in r.stderr.splitlines() if "reverted" in ln]
+    assert [ln.split()[2] for ln in reverted] == ["0005_t5", "0004_t4", "0003_t3"]  # newest first
+    assert ledger(db_url) == ["0001", "0002"]
+    assert tables(db_url) == {"schema_migrations", "t1", "t2"}
+    r = cli(db_url, "migrate", "down", "--target", "2", "--dir", str(d))  # numeric: 2 is 0002
+    assert r.returncode == 0, r.stderr
+    assert "reverted" not in r.stdout + r.stderr
+    assert ledger(db_url) == ["0001", "0002"]
+    r = cli(db_url, "migrate", "down", "--target", "0009", "--dir", str(d))
+    assert r.returncode == ExitCode.USAGE
+    assert f"error: no migration with version 0009 in {d}" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert ledger(db_url) == ["0001", "0002"]
+    assert tables(db_url) == {"schema_migrations", "t1", "t2"}
+
+
+@pytest.mark.parametrize("layout", ["golang-migrate", "flyway"])
+def test_new_writes_the_directorys_own_format(db_url: str, tmp_path: Path, layout: str) -> None:
+    if layout == "golang-migrate":
+        d = mig_dir(
+            tmp_path,
+            {
+                "0001_a.up.sql": "CREATE TABLE a ();",
+                "0001_a.down.sql": "DROP TABLE a;",
+                "0002_b.up.sql": "CREATE TABLE b ();",
+                "0002_b.down.sql": "DROP TABLE b;",
+            },
+        )
+        up_name, down_name, version = "0003_add_c.up.sql", "0003_add_c.down.sql", "0003"
+    else:
+        d = mig_dir(
+            tmp_path,
+            {
+                "V1__a.sql": "CREATE TABLE a ();",
+                "U1__a.sql": "DROP TABLE a;",
+                "V1.1__b.sql": "CREATE TABLE b ();",
+                "U1.1__b.sql": "DROP TABLE b;",
+            },
+        )
+        up_name, down_name, version = "V2__add_c.sql", "U2__add_c.sql", "2"
+    before = {p.name for p in d.iterdir()}
+    r = run_cli("migrate", "new", "add c", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"created {d / up_name}\ncreated {d / down_name}\n"
+    assert {p.name for p in d.iterdir()} == before | {up_name, down_name}  # no native file
+    (d / up_name).write_text("CREATE TABLE c (id int);\n")
+    (d / down_name).write_text("DROP TABLE c;\n")
+    r = cli(db_url, "migrate", "up", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"applied 3 migration(s); now at {version}\n"
+    assert ledger(db_url)[-1] == version
+    assert tables(db_url) == {"schema_migrations", "a", "b", "c"}
+    r = cli(db_url, "migrate", "down", "--dir", str(d))  # reverted with the new down/undo file
+    assert r.returncode == 0, r.stderr
+    assert tables(db_url) == {"schema_migrations", "a", "b"}
+    assert version not in ledger(db_url) and len(ledger(db_url)) == 2
+
+
+def test_table_option_keeps_the_ledger_in_that_table(db_url: str, tmp_path: Path) -> None:
+    d = five(tmp_path)
+    r = cli(db_url, "migrate", "up", "--table", "app_migrations", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert "created app_migrations" in r.stderr
+    assert tables(db_url) == {
+        "app_migrations",
+        "t1",
+        "t2",
+        "t3",
+        "t4",
+        "t5",
+    }  # no schema_migrations
+    rows = query(db_url, "SELECT version, name FROM app_migrations ORDER BY version")
+    assert rows == [("0001", "t1"), ("0002", "t2"), ("0003", "t3"), ("0004", "t4"), ("0005", "t5")]
+    r = cli(db_url, "migrate", "status", "--table", "app_migrations", "--dir", str(d))
+    assert r.returncode == 0 and r.stdout.endswith("current: 0005; 0 pending; no drift\n")
+    r = cli(db_url, "migrate", "status", "--dir", str(d))  # the default table: nothing applied
+    assert r.returncode == 0 and r.stdout.endswith("current: none; 5 pending; no drift\n")
+    r = cli(db_url, "migrate", "verify", "--table", "app_migrations", "--dir", str(d))
+    assert r.returncode == 0 and "ok: 5 applied migrations match their files; 0 pending" in r.stdout
+    r = cli(db_url, "migrate", "down", "--table", "app_migrations", "--steps", "2", "--dir", str(d))
+    assert r.returncode == 0 and r.stdout == "reverted 2 migration(s); now at 0003\n", r.stderr
+    assert [v for (v,) in query(db_url, "SELECT version FROM app_migrations ORDER BY 1")] == [
+        "0001",
+        "0002",
+        "0003",
+    ]
+    assert tables(db_url) == {"app_migrations", "t1", "t2", "t3"}
+
+    # a schema-qualified ledger, for a second set of migrations in the same database
+    execute(db_url, "CREATE SCHEMA ops")
+    other = mig_dir(
+        tmp_path, {"1_o.sql": UP.format(up="CREATE TABLE o ();", down="DROP TABLE o;")}, "other"
+    )
+    r = cli(db_url, "migrate", "up", "--table", "ops.ledger", "--dir", str(other))
+    assert r.returncode == 0 and r.stdout == "applied 1 migration(s); now at 1\n", r.stderr
+    assert query(db_url, "SELECT version, name FROM ops.ledger") == [("1", "o")]
+    r = cli(db_url, "migrate", "status", "--table", "ops.ledger", "--dir", str(other))
+    assert r.returncode == 0 and r.stdout.endswith("current: 1; 0 pending; no drift\n"), r.stderr
+    r = cli(db_url, "migrate", "up", "--table", "ops.ledger", "--dir", str(other))
+    assert r.returncode == 0 and r.stdout == "database is up to date\n", r.stderr
+    assert tables(db_url) == {"app_migrations", "t1", "t2", "t3", "o"}
+    r = cli(db_url, "migrate", "up", "--table", "a.b.c", "--dir", str(d))
+    assert r.returncode == ExitCode.CONFIG
+    assert (
+        r.stderr == "error: bad ledger table name 'a.b.c'\n  fix: use 'table' or 'schema.table'\n"
+    )
+    assert tables(db_url) == {"app_migrations", "t1", "t2", "t3", "o"}
+
+
+def test_format_option_overrides_detection(db_url: str, tmp_path: Path) -> None:
+    g = mig_dir(tmp_path, {"1_a.up.sql": "CREATE TABLE a ();", "1_a.down.sql": "DROP TABLE a;"})
+    refused = {
+        "native": "error: duplicate migration version 1: 1_a.down.sql, 1_a.up.sql\n"
+        "  fix: give one of them a new version (`composekit migrate new` picks the next free one)\n",
+        "flyway": "error: cannot parse migration file name '1_a.down.sql' (flyway format)\n"
+        "  fix: name it V<version>__name.sql (undo: U<version>__name.sql)\n",
+        "bogus": "error: unknown migrations format 'bogus'\n"
+        "  fix: use one of: auto, native, golang-migrate, flyway\n",
+    }
+    for fmt, stderr in refused.items():
+        r = cli(db_url, "migrate", "up", "--format", fmt, "--dir", str(g))
+        assert r.returncode == ExitCode.CONFIG, (fmt, r.stdout, r.stderr)
+        assert r.stderr == stderr
+        assert tables(db_url) == set()
+    r = cli(db_url, "migrate", "up", "--format", "golang-migrate", "--dir", str(g))
+    assert r.returncode == 0 and r.stdout == "applied 1 migration(s); now at 1\n", r.stderr
+    assert ledger(db_url) == ["1"] and tables(db_url) == {"schema_migrations", "a"}
+    # `new` in an empty directory: the forced format, not the native default
+    e = tmp_path / "empty"
+    r = run_cli("migrate", "new", "first", "--format", "flyway", "--dir", str(e))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"created {e / 'V1__first.sql'}\ncreated {e / 'U1__first.sql'}\n"
+    assert sorted(p.name for p in e.iterdir()) == ["U1__first.sql", "V1__first.sql"]
+
+
+def test_missing_applied_file_blocks_up(db_url: str, tmp_path: Path) -> None:
+    d = five(tmp_path)
+    assert cli(db_url, "migrate", "up", "--target", "0003", "--dir", str(d)).returncode == 0
+    (d / "0002_t2.sql").unlink()
+    r = cli(db_url, "migrate", "up", "--dir", str(d))
+    assert r.returncode == ExitCode.VERIFY
+    assert r.stderr == (
+        f"error: missing migration 0002: applied t2 but no file in {d}; nothing was applied\n"
+        "  fix: restore the file; if it was removed on purpose: "
+        "`composekit migrate repair --forget VERSION`\n"
+    )
+    assert r.stdout == ""
+    assert ledger(db_url) == ["0001", "0002", "0003"]  # 0004 and 0005 stay pending
+    assert tables(db_url) == {"schema_migrations", "t1", "t2", "t3"}
+
+
+@pytest.mark.parametrize(
+    ("files", "stderr"),
+    [
+        (
+            {"001_x.sql": UP.format(up="CREATE TABLE x ();", down="DROP TABLE x;")},
+            "error: duplicate migration version 001: 0001_t1.sql and 001_x.sql have the same number\n"
+            "  fix: versions compare numerically, so 001 and 1 collide; renumber one of them\n",
+        ),
+        (
+            {"abc.sql": UP.format(up="CREATE TABLE x ();", down="DROP TABLE x;")},
+            "error: cannot parse migration file name 'abc.sql' (native format)\n"
+            "  fix: name it VERSION_name.sql, e.g. 20260101120000_add_users.sql\n",
+        ),
+        (
+            {"0006_x.sql": "CREATE TABLE x ();\n"},
+            "error: 0006_x.sql has no '-- migrate:up' line\n"
+            "  fix: start the SQL with a line '-- migrate:up' (and optionally '-- migrate:down')\n",
+        ),
+    ],
+    ids=["duplicate-version", "unparseable-name", "no-up-marker"],
+)
+def test_bad_migration_files_are_config_errors_before_the_database_is_touched(
+    db_url: str, tmp_path: Path, files: dict[str, str | bytes], stderr: str
+) -> None:
+    d = five(tmp_path)
+    mig_dir(tmp_path, files)
+    r = cli(db_url, "migrate", "up", "--dir", str(d))
+    assert r.returncode == ExitCode.CONFIG, (r.stdout, r.stderr)
+    assert r.stderr == stderr and r.stdout == ""  # one line and its fix, no traceback
+    assert tables(db_url) == set()  # not even the ledger
+    for name in files:
+        (d / name).rename(tmp_path / name)
+    assert cli(db_url, "migrate", "up", "--target", "0002", "--dir", str(d)).returncode == 0
+    for name in files:
+        (tmp_path / name).rename(d / name)
+    for args in (["up"], ["down"], ["baseline", "0004"]):
+        r = cli(db_url, "migrate", *args, "--dir", str(d))
+        assert r.returncode == ExitCode.CONFIG, (args, r.stdout, r.stderr)
+        assert r.stderr == stderr and r.stdout == ""
+        assert ledger(db_url) == ["0001", "0002"]
+        assert tables(db_url) == {"schema_migrations", "t1", "t2"}

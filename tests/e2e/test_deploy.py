@@ -184,7 +184,7 @@ def test_the_deploy_lock_dies_with_its_holder(make_app) -> None:  # type: ignore
     # an applied migration edited afterwards: refused before anything is built or backed up
     applied = app.dir / "migrations" / "0001_add_profile.sql"
     applied.write_text(applied.read_text().replace("bio", "biography"))
-    backups = list((app.dir / "backups").glob("*.dump"))
+    backups = sorted((app.dir / "backups").iterdir())
     r = deploy(app)
     assert r.returncode == ExitCode.VERIFY, r.stderr
     assert "edited 0001: 0001_add_profile.sql changed after it was applied" in r.stderr

@@ -38,12 +38,35 @@ def test_docker_echoing_a_password_from_the_env_file_is_masked(compose_factory) 
 @pytest.mark.slow
 def test_state_files_are_private_and_a_bad_backups_dir_is_one_line(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app("migrator")
-    r = run_cli("-C", str(app.dir), "deploy", "--timeout", "120")
+    r = run_cli("-C", str(app.dir), "--debug", "deploy", "--timeout", "120")
     assert r.returncode == 0, r.stderr
     state = app.dir / ".composekit"
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert stat.S_IMODE((state / "history.jsonl").stat().st_mode) == 0o600
-    assert "Zq9" not in (state / "history.jsonl").read_text()
+    password = next(
+        ln.split("=", 1)[1]
+        for ln in (app.dir / ".env").read_text().splitlines()
+        if ln.startswith("POSTGRES_PASSWORD=")
+    )
+    said = r.stdout + r.stderr
+    for args in (("status", "--json"), ("history", "--json"), ("--debug", "status")):
+        shown = run_cli("-C", str(app.dir), *args)
+        assert shown.returncode == 0, shown.stderr
+        said += shown.stdout + shown.stderr
+    # a release that dies printing its DATABASE_URL: the log tail in the error is masked
+    app_py = app.dir / "app" / "app.py"
+    app_py.write_text(
+        app_py.read_text().replace(
+            "def main() -> None:\n",
+            "def main() -> None:\n    raise SystemExit('cannot start with ' + DATABASE_URL)\n",
+        )
+    )
+    failed = run_cli("-C", str(app.dir), "--debug", "deploy", "--timeout", "120", "--json")
+    assert failed.returncode == ExitCode.DEPLOY_UNDONE, failed.stderr
+    said += failed.stdout + failed.stderr
+    assert "cannot start with postgresql://app:***@db:5432/app" in failed.stderr
+    assert "postgresql://app:***@db" in json.loads(failed.stdout)["message"]
+    assert password not in said + (state / "history.jsonl").read_text()
     for backup in (app.dir / "backups").iterdir():
         assert stat.S_IMODE(backup.stat().st_mode) == 0o600, backup
 
