@@ -80,6 +80,18 @@ def _show(c: CliContext, result: RunResult | list[PlannedStep], as_json: bool) -
         c.out.line(
             f"{verb} {len(result.done)} migration(s); now at {result.current or 'nothing applied'}"
         )
+    elif result.direction == "down":
+        c.out.line(f"nothing to revert; at {result.current or 'nothing applied'}")
+
+
+def _one_of_target_and_steps(target: str | None, steps: int | None) -> None:
+    if target is not None and steps is not None:
+        from composekit.errors import UsageError
+
+        raise UsageError(
+            "--target and --steps both say how far to go; nothing was changed",
+            hint="give one of them",
+        )
 
 
 def _show_plan(c: CliContext, steps: list[PlannedStep], as_json: bool) -> None:
@@ -93,7 +105,7 @@ def _show_plan(c: CliContext, steps: list[PlannedStep], as_json: bool) -> None:
         tx = (
             "in a transaction"
             if st.transactional
-            else f"WITHOUT a transaction ({m.reason or 'statement by statement'})"
+            else f"WITHOUT a transaction ({st.reason or 'statement by statement'})"
         )
         c.out.line(f"-- {st.direction} {m.version}_{m.name} ({st.section.path.name}), {tx}")
         c.out.line(st.section.sql.strip())
@@ -181,6 +193,7 @@ def migrate_up(
 ) -> None:
     """Apply pending migrations, each in its own transaction with its ledger row."""
     c = cli(ctx)
+    _one_of_target_and_steps(target, steps)
     s = _settings(
         c,
         url,
@@ -224,6 +237,7 @@ def migrate_down(
 ) -> None:
     """Revert applied migrations with their down sections, newest first."""
     c = cli(ctx)
+    _one_of_target_and_steps(target, steps)
     s = _settings(c, url, directory, table, fmt)
     result = commands.migrate_down(
         s, target=target, steps=steps, dry_run=dry_run, progress=c.out.progress
@@ -245,6 +259,7 @@ def migrate_plan(
 ) -> None:
     """Dry run: the SQL that would run, and whether each runs in a transaction."""
     c = cli(ctx)
+    _one_of_target_and_steps(target, steps)
     s = _settings(c, url, directory, table, fmt)
     plan = commands.migrate_plan(s, down=down, target=target, steps=steps, progress=c.out.progress)
     _show_plan(c, plan, as_json)

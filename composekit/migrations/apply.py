@@ -19,7 +19,7 @@ from typing import Any
 from composekit.db import BlockerWatch
 from composekit.errors import MigrationError
 from composekit.migrations.ledger import Ledger, LedgerRow
-from composekit.migrations.results import Applied, Direction, section_transactional
+from composekit.migrations.results import Applied, Direction
 from composekit.migrations.source import Migration, Section
 from composekit.migrations.sqlerrors import (
     blockers_text,
@@ -73,7 +73,9 @@ class Applier:
 
     def revert(self, row: LedgerRow, m: Migration, done: list[Applied]) -> Applied:
         assert m.down is not None
-        if not section_transactional(m.down):
+        if m.down_is_noop:
+            self.progress(f"{m.label}: its down section holds no SQL; removing its ledger row only")
+        if not m.down_transactional:
             return self._run_autocommit(m, m.down, Direction.DOWN, done, ledger_row=row)
         delete = self.ledger.delete_sql(self.work, row.version)
         return self._run_message(m, m.down, delete, Direction.DOWN, done)
@@ -220,7 +222,7 @@ class Applier:
             assert ledger_row is not None
             work.execute(self.ledger.mark_dirty_sql(work, ledger_row.version))
         self.progress(
-            f"{m.label}: non-transactional ({m.reason or 'down section'}), running statement by statement"
+            f"{m.label}: non-transactional ({(m.reason if direction == Direction.UP else m.down_reason) or 'statement by statement'}), running statement by statement"
         )
         work.execute(self._prefix(local=False))
         statements = section.statements()

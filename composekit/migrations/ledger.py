@@ -151,12 +151,22 @@ class Ledger:
         cols = self.columns(conn)
         done = []
         if cols is None:
+            import psycopg
+
             ddl = ", ".join(f"{c} {t}" for c, t in COLUMNS.items())
-            conn.execute(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {} (version varchar(255) PRIMARY KEY, " + ddl + ")"
-                ).format(self.ident)
-            )
+            try:
+                conn.execute(
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {} (version varchar(255) PRIMARY KEY, "
+                        + ddl
+                        + ")"
+                    ).format(self.ident)
+                )
+            except psycopg.errors.InvalidSchemaName as exc:
+                raise ConfigError(
+                    f"cannot create the ledger table {self.table}: schema {self.schema} does not exist; nothing was changed",
+                    hint=f"create it first (CREATE SCHEMA {self.schema}), or set another ledger_table / --table",
+                ) from exc
             return [f"created {self.table}"]
         if "version" not in cols:
             raise ConfigError(

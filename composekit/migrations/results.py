@@ -112,7 +112,13 @@ class PlannedStep:
     def transactional(self) -> bool:
         if self.direction == Direction.UP:
             return self.migration.transactional
-        return section_transactional(self.section)
+        return self.migration.down_transactional
+
+    @property
+    def reason(self) -> str:
+        """Why this section runs without a transaction ("" when it runs in one)."""
+        m = self.migration
+        return m.reason if self.direction == Direction.UP else m.down_reason
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -121,10 +127,6 @@ class PlannedStep:
             "direction": self.direction,
             "file": str(self.section.path),
             "transactional": self.transactional,
-            "reason": self.migration.reason,
+            "reason": self.reason,
             "sql": self.section.sql.strip(),
         }
-
-
-def section_transactional(section: Section) -> bool:
-    return not any(s.non_transactional for s in section.statements())

@@ -112,6 +112,17 @@ class Migration:
     reason: str = ""  # why it is not transactional
     format: str = "native"
     key: tuple[int, ...] = field(default=(), compare=False)
+    down_reason: str = ""  # why its down section is not transactional ("": it is)
+
+    @property
+    def down_transactional(self) -> bool:
+        return not self.down_reason
+
+    @property
+    def down_is_noop(self) -> bool:
+        """A down section that is there but holds no SQL (``-- no-op`` after a backfill): reverting
+        removes the ledger row only — as golang-migrate and dbmate run such a file."""
+        return self.down is not None and self.down.empty
 
     @property
     def checksum(self) -> str:
@@ -208,13 +219,18 @@ def _read(path: Path) -> str:
 
 
 def _make(
-    version: str, name: str, up: Section, down: Section | None, fmt: str, force_no_tx: bool
+    version: str,
+    name: str,
+    up: Section,
+    down: Section | None,
+    fmt: str,
+    force_no_tx: bool,
+    force_down_no_tx: bool = False,
 ) -> Migration:
-    reason = ""
-    if force_no_tx:
-        reason = "directive"
-    else:
-        reason = _non_tx_reason(up)
+    reason = "directive" if force_no_tx else _non_tx_reason(up)
+    down_reason = ""
+    if down is not None:
+        down_reason = "directive" if force_down_no_tx else _non_tx_reason(down)
     return Migration(
         version=version,
         name=name,
@@ -224,6 +240,7 @@ def _make(
         reason=reason,
         format=fmt,
         key=version_key(version),
+        down_reason=down_reason,
     )
 
 
@@ -248,10 +265,10 @@ def parse_native(path: Path, version: str, name: str) -> Migration:
     if down_m:
         d_start = min(down_m.end() + 1, len(text))
         down = Section(path, text[d_start:], text.count("\n", 0, d_start) + 1)
-        if down.empty:
-            down = None
-    no_tx = "transaction:false" in up_m.group("opts") or bool(_NO_TX_DIRECTIVE.search(text))
-    return _make(version, name, up, down, "native", no_tx)
+    directive = bool(_NO_TX_DIRECTIVE.search(text))  # the whole file: both sections
+    no_tx = "transaction:false" in up_m.group("opts") or directive
+    down_no_tx = bool(down_m and "transaction:false" in down_m.group("opts")) or directive
+    return _make(version, name, up, down, "native", no_tx, down_no_tx)
 
 
 def detect_format(files: list[Path]) -> str:
@@ -348,10 +365,17 @@ def load_source(directory: str | Path, fmt: str = "auto") -> Source:
         else:
             text = _read(up_path)
             up = Section(up_path, text, 1)
-            down = Section(downs[0][2], _read(downs[0][2]), 1) if downs else None
-            if down is not None and down.empty:
-                down = None
-            mig = _make(version, name, up, down, fmt, bool(_NO_TX_DIRECTIVE.search(text)))
+            down_text = _read(downs[0][2]) if downs else ""
+            down = Section(downs[0][2], down_text, 1) if downs else None
+            mig = _make(
+                version,
+                name,
+                up,
+                down,
+                fmt,
+                bool(_NO_TX_DIRECTIVE.search(text)),
+                bool(_NO_TX_DIRECTIVE.search(down_text)),
+            )
         migrations.append(mig)
     migrations.sort(key=lambda m: m.key)
     return Source(d, fmt, migrations, ignored)

@@ -683,7 +683,7 @@ def test_plan_down_shows_what_down_would_revert_and_changes_nothing(
     r = cli(db_url, "migrate", "plan", "--down", "--dir", str(d))  # default: the newest one
     assert r.returncode == 0, r.stderr
     assert r.stdout == (
-        "-- down 0006_i (0006_i.sql), WITHOUT a transaction (statement by statement)\n"
+        "-- down 0006_i (0006_i.sql), WITHOUT a transaction (line 4: DROP INDEX CONCURRENTLY t1_id)\n"
         "DROP INDEX CONCURRENTLY t1_id;\n\n"
     )
     r = cli(db_url, "migrate", "plan", "--down", "--steps", "3", "--json", "--dir", str(d))
@@ -699,7 +699,7 @@ def test_plan_down_shows_what_down_would_revert_and_changes_nothing(
     assert r.returncode == 0, r.stderr
     heads = [ln for ln in r.stdout.splitlines() if ln.startswith("-- down ")]
     assert heads == [
-        "-- down 0006_i (0006_i.sql), WITHOUT a transaction (statement by statement)",
+        "-- down 0006_i (0006_i.sql), WITHOUT a transaction (line 4: DROP INDEX CONCURRENTLY t1_id)",
         "-- down 0005_t5 (0005_t5.sql), in a transaction",
         "-- down 0004_t4 (0004_t4.sql), in a transaction",
     ]
@@ -911,3 +911,86 @@ def test_bad_migration_files_are_config_errors_before_the_database_is_touched(
         assert r.stderr == stderr and r.stdout == ""
         assert ledger(db_url) == ["0001", "0002"]
         assert tables(db_url) == {"schema_migrations", "t1", "t2"}
+
+
+@pytest.mark.parametrize("layout", ["native", "golang-migrate"])
+def test_an_empty_down_section_is_a_no_op_that_removes_the_ledger_row(
+    db_url: str, tmp_path: Path, layout: str
+) -> None:
+    """Real projects leave downs empty or comment-only after a data backfill; golang-migrate and
+    dbmate run them as no-ops (and such projects test up → down all → up)."""
+    if layout == "native":
+        d = mig_dir(
+            tmp_path,
+            {
+                "1_users.sql": UP.format(
+                    up="CREATE TABLE users (id int, plan text);", down="DROP TABLE users;"
+                ),
+                "2_backfill.sql": "-- migrate:up\nUPDATE users SET plan = 'free';\n-- migrate:down\n-- no-op\n",
+            },
+        )
+    else:
+        d = mig_dir(
+            tmp_path,
+            {
+                "1_users.up.sql": "CREATE TABLE users (id int, plan text);",
+                "1_users.down.sql": "DROP TABLE users;",
+                "2_backfill.up.sql": "UPDATE users SET plan = 'free';",
+                "2_backfill.down.sql": "",
+            },
+        )
+    assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
+    r = cli(db_url, "migrate", "down", "--target", "0", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert "2_backfill: its down section holds no SQL; removing its ledger row only" in r.stderr
+    assert "reverted 2 migration(s); now at nothing applied" in r.stdout
+    assert ledger(db_url) == [] and "users" not in tables(db_url)
+    assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
+    assert ledger(db_url) == ["1", "2"]
+    r = cli(db_url, "migrate", "down", "--target", "2", "--dir", str(d))
+    assert r.returncode == 0 and "nothing to revert; at 2" in r.stdout
+
+
+def test_a_down_section_marked_transaction_false_runs_statement_by_statement(
+    db_url: str, tmp_path: Path
+) -> None:
+    """dbmate's `-- migrate:down transaction:false`: a failure keeps what ran before it."""
+    d = mig_dir(
+        tmp_path,
+        {
+            "1_a.sql": "-- migrate:up\nCREATE TABLE a (id int);\n"
+            "-- migrate:down transaction:false\nCREATE TABLE ran_alone (id int);\nSELECT 1/0;\n",
+            "2_b.sql": "-- migrate:up\nCREATE TABLE b (id int);\n"
+            "-- migrate:down\nCREATE TABLE in_tx (id int);\nSELECT 1/0;\n",
+        },
+    )
+    assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
+    plan = json.loads(
+        cli(db_url, "migrate", "plan", "--down", "--target", "0", "--json", "--dir", str(d)).stdout
+    )
+    assert [(p["version"], p["transactional"], p["reason"]) for p in plan["plan"]] == [
+        ("2", True, ""),
+        ("1", False, "directive"),
+    ]
+    r = cli(db_url, "migrate", "down", "--dir", str(d))  # 2: one transaction, nothing kept
+    assert r.returncode == ExitCode.MIGRATION and "in_tx" not in tables(db_url)
+    assert ledger(db_url) == ["1", "2"]
+    (d / "2_b.sql").write_text(
+        "-- migrate:up\nCREATE TABLE b (id int);\n-- migrate:down\nDROP TABLE b;\n"
+    )
+    assert cli(db_url, "migrate", "down", "--dir", str(d)).returncode == 0
+    r = cli(db_url, "migrate", "down", "--dir", str(d))  # 1: statement by statement
+    assert r.returncode == ExitCode.MIGRATION and "ran_alone" in tables(db_url)
+
+
+def test_target_with_steps_and_a_ledger_in_a_missing_schema_are_clear_errors(
+    db_url: str, tmp_path: Path
+) -> None:
+    d = five(tmp_path)
+    for verb in (("up",), ("down",), ("plan", "--down")):
+        r = cli(db_url, "migrate", *verb, "--target", "0002", "--steps", "1", "--dir", str(d))
+        assert r.returncode == ExitCode.USAGE and "--target and --steps both" in r.stderr, r.stderr
+    r = cli(db_url, "migrate", "up", "--table", "nosuch.ledger", "--dir", str(d))
+    assert r.returncode == ExitCode.CONFIG, r.stderr
+    assert "schema nosuch does not exist" in r.stderr and "CREATE SCHEMA nosuch" in r.stderr
+    assert "Traceback" not in r.stderr and tables(db_url) == set()
