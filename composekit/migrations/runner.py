@@ -170,8 +170,12 @@ class Migrator:
                     hint="restore the file (git) before reverting it",
                 )
             if m.down is None:
+                missing = {
+                    "golang-migrate": f"there is no {m.version}_{m.name}.down.sql",
+                    "flyway": f"there is no U{m.version}__{m.name}.sql",
+                }.get(m.format, "it has no down section")
                 raise MigrationError(
-                    f"cannot revert {m.path.name}: it has no down section",
+                    f"cannot revert {m.path.name}: {missing}",
                     hint="add a '-- migrate:down' section (or a .down.sql / U file), or restore from a backup",
                 )
             out.append((r, m))

@@ -271,6 +271,32 @@ def parse_native(path: Path, version: str, name: str) -> Migration:
     return _make(version, name, up, down, "native", no_tx, down_no_tx)
 
 
+_POP_DIALECTS = ("postgres", "cockroach", "mysql", "mariadb", "sqlite3", "sqlite")
+_POP_FIZZ = re.compile(r"^\d+_[\w.-]+\.(up|down)\.fizz$")
+
+
+def pop_suffixes(name: str) -> tuple[str, str, bool]:
+    """gobuffalo/pop (and Ory's) names: ``name[.dialect][.autocommit]`` in either order →
+    (name, dialect or "", autocommit)."""
+    parts = name.split(".")
+    dialect, autocommit = "", False
+    while len(parts) > 1 and (parts[-1] in _POP_DIALECTS or parts[-1] == "autocommit"):
+        last = parts.pop()
+        if last == "autocommit":
+            autocommit = True
+        else:
+            dialect = last
+    return ".".join(parts), dialect, autocommit
+
+
+def _prefer_specific(
+    group: list[tuple[str, str, Path]], specific: set[Path]
+) -> list[tuple[str, str, Path]]:
+    """A `.postgres.` file and a generic one of the same version: the PostgreSQL one."""
+    mine = [e for e in group if e[2] in specific]
+    return mine if mine else group
+
+
 def detect_format(files: list[Path]) -> str:
     names = [f.name for f in files]
     if any(_GOLANG.match(n) for n in names):
@@ -300,11 +326,14 @@ def load_source(directory: str | Path, fmt: str = "auto") -> Source:
     fmt = detect_format(files) if fmt == "auto" else fmt
     ignored: list[str] = []
     found: dict[str, list[tuple[str, str, Path]]] = {}  # version -> [(kind, name, path)]
+    no_tx_files: set[Path] = set()  # pop's `.autocommit.` files
+    specific: set[Path] = set()  # pop's `.postgres.` files: they win over the generic ones
 
     for p in files:
         n = p.name
         if not n.endswith(".sql"):
-            ignored.append(n)
+            fizz = " (fizz: write it as SQL, e.g. VERSION_name.postgres.up.sql)"
+            ignored.append(n + (fizz if _POP_FIZZ.match(n) else ""))
             continue
         if fmt == "native":
             m = _NATIVE.match(n) or _NATIVE_NONAME.match(n)
@@ -317,9 +346,15 @@ def load_source(directory: str | Path, fmt: str = "auto") -> Source:
         elif fmt == "golang-migrate":
             m = _GOLANG.match(n)
             if m:
-                found.setdefault(m.group("version"), []).append(
-                    (m.group("dir"), m.group("name"), p)
-                )
+                name, dialect, autocommit = pop_suffixes(m.group("name"))
+                if dialect not in ("", "postgres"):
+                    ignored.append(f"{n} (for {dialect}, not PostgreSQL)")
+                    continue
+                if autocommit:
+                    no_tx_files.add(p)
+                found.setdefault(m.group("version"), []).append((m.group("dir"), name, p))
+                if dialect:
+                    specific.add(p)
                 continue
             hint = "name it VERSION_name.up.sql (and VERSION_name.down.sql)"
         else:
@@ -337,28 +372,41 @@ def load_source(directory: str | Path, fmt: str = "auto") -> Source:
         raise ConfigError(f"cannot parse migration file name {n!r} ({fmt} format)", hint=hint)
 
     migrations: list[Migration] = []
-    keys: dict[tuple[int, ...], Path] = {}
+    duplicates: list[str] = []
+    picked: dict[str, tuple[list[tuple[str, str, Path]], list[tuple[str, str, Path]]]] = {}
     for version, entries in found.items():
-        ups = [e for e in entries if e[0] == "up"]
-        downs = [e for e in entries if e[0] == "down"]
-        if len(ups) > 1 or len(downs) > 1:
-            dup = ", ".join(e[2].name for e in (ups if len(ups) > 1 else downs))
-            raise ConfigError(
-                f"duplicate migration version {version}: {dup}",
-                hint="give one of them a new version (`composekit migrate new` picks the next free one)",
-            )
+        ups = _prefer_specific([e for e in entries if e[0] == "up"], specific)
+        downs = _prefer_specific([e for e in entries if e[0] == "down"], specific)
+        for group in (ups, downs):
+            if len(group) > 1:
+                duplicates.append(f"{version}: {', '.join(e[2].name for e in group)}")
+        picked[version] = (ups, downs)
+    same_number: dict[tuple[int, ...], list[tuple[str, str]]] = {}
+    for version, (ups, _) in picked.items():
+        if ups:
+            same_number.setdefault(version_key(version), []).append((version, ups[0][2].name))
+    numeric = False
+    for group in same_number.values():
+        if len(group) > 1:  # versions compare numerically: 001 and 1 collide
+            numeric = True
+            group.sort()
+            names = " and ".join(name for _, name in group)
+            duplicates.append(f"{group[0][0]}: {names} have the same number")
+    if duplicates:
+        raise ConfigError(
+            f"duplicate migration version{'s' if len(duplicates) > 1 else ''} "
+            + "; ".join(duplicates[:3])
+            + (f"; and {len(duplicates) - 3} more (below)" if len(duplicates) > 3 else ""),
+            hint="give each a version of its own (`composekit migrate new` picks the next free one)"
+            + ("; versions compare as numbers, so 001 and 1 collide" if numeric else ""),
+            details=duplicates if len(duplicates) > 3 else [],
+        )
+    for version, (ups, downs) in picked.items():
         if not ups:
             raise ConfigError(
                 f"migration {version} has a down/undo file but no up file: {downs[0][2].name}",
                 hint="add the up file or remove the down file",
             )
-        key = version_key(version)
-        if key in keys:
-            raise ConfigError(
-                f"duplicate migration version {version}: {keys[key].name} and {ups[0][2].name} have the same number",
-                hint="versions compare numerically, so 001 and 1 collide; renumber one of them",
-            )
-        keys[key] = ups[0][2]
         _, name, up_path = ups[0]
         if fmt == "native":
             mig = parse_native(up_path, version, name)
@@ -373,8 +421,9 @@ def load_source(directory: str | Path, fmt: str = "auto") -> Source:
                 up,
                 down,
                 fmt,
-                bool(_NO_TX_DIRECTIVE.search(text)),
-                bool(_NO_TX_DIRECTIVE.search(down_text)),
+                bool(_NO_TX_DIRECTIVE.search(text)) or up_path in no_tx_files,
+                bool(_NO_TX_DIRECTIVE.search(down_text))
+                or bool(downs and downs[0][2] in no_tx_files),
             )
         migrations.append(mig)
     migrations.sort(key=lambda m: m.key)

@@ -87,6 +87,27 @@ def test_runtime_error_is_located_to_its_line(db_url: str, tmp_path: Path) -> No
     assert tables(db_url) == {"schema_migrations"}
 
 
+def dump_schema(db_url: str, pg_cluster: PgCluster) -> str:
+    """pg_dump --schema-only without the ledger, comments and pg_dump's random \\restrict keys."""
+    out = subprocess.run(
+        [
+            "pg_dump",
+            "--schema-only",
+            "--no-owner",
+            "--exclude-table=schema_migrations",
+            "-d",
+            db_url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PGPASSWORD": pg_cluster.password},
+    ).stdout
+    return "\n".join(
+        ln for ln in out.splitlines() if not ln.startswith(("--", "\\restrict", "\\unrestrict"))
+    )
+
+
 def test_up_down_up_leaves_identical_schema(
     db_url: str, tmp_path: Path, pg_cluster: PgCluster
 ) -> None:
@@ -115,24 +136,7 @@ def test_up_down_up_leaves_identical_schema(
     )
 
     def schema() -> str:
-        out = subprocess.run(
-            [
-                "pg_dump",
-                "--schema-only",
-                "--no-owner",
-                "--exclude-table=schema_migrations",
-                "-d",
-                db_url,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**os.environ, "PGPASSWORD": pg_cluster.password},
-        ).stdout
-        # pg_dump >= 15.14 writes \restrict lines with a random key per dump
-        return "\n".join(
-            ln for ln in out.splitlines() if not ln.startswith(("--", "\\restrict", "\\unrestrict"))
-        )
+        return dump_schema(db_url, pg_cluster)
 
     assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
     first = schema()
@@ -832,7 +836,7 @@ def test_format_option_overrides_detection(db_url: str, tmp_path: Path) -> None:
     g = mig_dir(tmp_path, {"1_a.up.sql": "CREATE TABLE a ();", "1_a.down.sql": "DROP TABLE a;"})
     refused = {
         "native": "error: duplicate migration version 1: 1_a.down.sql, 1_a.up.sql\n"
-        "  fix: give one of them a new version (`composekit migrate new` picks the next free one)\n",
+        "  fix: give each a version of its own (`composekit migrate new` picks the next free one)\n",
         "flyway": "error: cannot parse migration file name '1_a.down.sql' (flyway format)\n"
         "  fix: name it V<version>__name.sql (undo: U<version>__name.sql)\n",
         "bogus": "error: unknown migrations format 'bogus'\n"
@@ -875,8 +879,9 @@ def test_missing_applied_file_blocks_up(db_url: str, tmp_path: Path) -> None:
     [
         (
             {"001_x.sql": UP.format(up="CREATE TABLE x ();", down="DROP TABLE x;")},
-            "error: duplicate migration version 001: 0001_t1.sql and 001_x.sql have the same number\n"
-            "  fix: versions compare numerically, so 001 and 1 collide; renumber one of them\n",
+            "error: duplicate migration version 0001: 0001_t1.sql and 001_x.sql have the same number\n"
+            "  fix: give each a version of its own (`composekit migrate new` picks the next free one); "
+            "versions compare as numbers, so 001 and 1 collide\n",
         ),
         (
             {"abc.sql": UP.format(up="CREATE TABLE x ();", down="DROP TABLE x;")},
@@ -994,3 +999,34 @@ def test_target_with_steps_and_a_ledger_in_a_missing_schema_are_clear_errors(
     assert r.returncode == ExitCode.CONFIG, r.stderr
     assert "schema nosuch does not exist" in r.stderr and "CREATE SCHEMA nosuch" in r.stderr
     assert "Traceback" not in r.stderr and tables(db_url) == set()
+
+
+def test_golang_and_pop_directories_go_up_down_all_and_up_again_as_they_are(
+    db_url: str, tmp_path: Path, pg_cluster: PgCluster
+) -> None:
+    d = mig_dir(
+        tmp_path,
+        {
+            "1_users.up.sql": "CREATE TABLE users (id int, plan text);",
+            "1_users.down.sql": "DROP TABLE users;",
+            "2_backfill.up.sql": "UPDATE users SET plan = 'free' WHERE plan IS NULL;",
+            "2_backfill.down.sql": "",  # empty: nothing to undo
+            "3_note.up.sql": "COMMENT ON TABLE users IS 'accounts';",
+            "3_note.down.sql": "-- no-op: the comment may stay\n",
+            "4_idx.postgres.autocommit.up.sql": "CREATE INDEX CONCURRENTLY users_id ON users (id);",
+            "4_idx.postgres.down.sql": "DROP INDEX IF EXISTS users_id;",
+            "4_idx.mysql.up.sql": "CREATE INDEX users_id ON users (id) ALGORITHM=INPLACE;",
+            "4_idx.up.sql": "CREATE INDEX users_id ON users (id); -- generic",
+            "4_idx.down.sql": "DROP INDEX users_id;",
+        },
+    )
+    r = cli(db_url, "migrate", "up", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert "4_idx: non-transactional (directive), running statement by statement" in r.stderr
+    first = dump_schema(db_url, pg_cluster)
+    assert "users_id" in first and ledger(db_url) == ["1", "2", "3", "4"]
+    r = cli(db_url, "migrate", "down", "--target", "0", "--dir", str(d))
+    assert r.returncode == 0, r.stderr
+    assert ledger(db_url) == [] and "users" not in tables(db_url)
+    assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
+    assert dump_schema(db_url, pg_cluster) == first

@@ -139,3 +139,63 @@ def test_next_version_keeps_padding_or_uses_timestamps(tmp_path: Path) -> None:
     assert [p.name for p in paths] == ["0001_add_users_email_index.sql"]
     assert "-- migrate:up" in paths[0].read_text()
     assert [p.name for p in new_migration(tmp_path / "m", "second")] == ["0002_second.sql"]
+
+
+def test_every_duplicate_group_is_listed(tmp_path: Path) -> None:
+    up = "-- migrate:up\nSELECT 1;\n"
+    files = {"001_a.sql": up, "1_b.sql": up, "2_c.sql": up, "002_d.sql": up, "3_e.sql": up}
+    with pytest.raises(ConfigError) as err:
+        load_source(write(tmp_path / "a", files))
+    assert err.value.message == (
+        "duplicate migration versions 001: 001_a.sql and 1_b.sql have the same number; "
+        "002: 002_d.sql and 2_c.sql have the same number"
+    )
+    golang = {
+        f"{v}_x{i}.up.sql": "SELECT 1;"
+        for i, v in enumerate(["1", "1", "2", "2", "3", "3", "4", "4"])
+    }
+    with pytest.raises(ConfigError) as err:
+        load_source(write(tmp_path / "b", golang))
+    assert err.value.message.endswith("; and 1 more (below)") and len(err.value.details) == 4
+    assert err.value.details[3] == "4: 4_x6.up.sql, 4_x7.up.sql"
+
+
+def test_pop_directories_apply_as_they_are(tmp_path: Path) -> None:
+    """gobuffalo/pop (and Ory's fork): one file per dialect, `.postgres.` preferred over the
+    generic one, other databases' files and fizz skipped, `.autocommit.` = no transaction."""
+    d = write(
+        tmp_path / "pop",
+        {
+            "20200101000001_users.up.sql": "CREATE TABLE users (id serial); -- generic",
+            "20200101000001_users.down.sql": "DROP TABLE users;",
+            "20200101000001_users.postgres.up.sql": "CREATE TABLE users (id bigserial);",
+            "20200101000001_users.postgres.down.sql": "DROP TABLE users;",
+            "20200101000001_users.mysql.up.sql": "CREATE TABLE users (id int AUTO_INCREMENT);",
+            "20200101000001_users.sqlite3.up.sql": "CREATE TABLE users (id integer);",
+            "20200101000001_users.cockroach.up.sql": "CREATE TABLE users (id int);",
+            "20200101000002_users_idx.postgres.autocommit.up.sql": "CREATE INDEX u_id ON users (id);",
+            "20200101000002_users_idx.postgres.down.sql": "",
+            "20200101000003_email.up.sql": "ALTER TABLE users ADD COLUMN email text;",
+            "20200101000003_email.down.sql": "-- no-op: the column stays\n",
+            "20200101000004_seed.up.fizz": 'sql("SELECT 1")',
+        },
+    )
+    src = load_source(d)
+    assert src.format == "golang-migrate"
+    assert [(m.version, m.name, m.up.path.name, m.transactional) for m in src.migrations] == [
+        ("20200101000001", "users", "20200101000001_users.postgres.up.sql", True),
+        (
+            "20200101000002",
+            "users_idx",
+            "20200101000002_users_idx.postgres.autocommit.up.sql",
+            False,
+        ),
+        ("20200101000003", "email", "20200101000003_email.up.sql", True),
+    ]
+    assert [m.down_is_noop for m in src.migrations] == [False, True, True]
+    assert sorted(i.split(" ")[0] for i in src.ignored) == [
+        "20200101000001_users.cockroach.up.sql",
+        "20200101000001_users.mysql.up.sql",
+        "20200101000001_users.sqlite3.up.sql",
+        "20200101000004_seed.up.fizz",
+    ]
