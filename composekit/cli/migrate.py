@@ -107,6 +107,8 @@ def _show_plan(c: CliContext, steps: list[PlannedStep], as_json: bool) -> None:
             if st.transactional
             else f"WITHOUT a transaction ({st.reason or 'statement by statement'})"
         )
+        if st.direction == "down" and m.down_is_noop:
+            tx = "no SQL: only its ledger row is removed"
         c.out.line(f"-- {st.direction} {m.version}_{m.name} ({st.section.path.name}), {tx}")
         c.out.line(st.section.sql.strip())
         c.out.line()

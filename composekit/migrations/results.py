@@ -128,5 +128,6 @@ class PlannedStep:
             "file": str(self.section.path),
             "transactional": self.transactional,
             "reason": self.reason,
+            "no_op": self.direction == Direction.DOWN and self.migration.down_is_noop,
             "sql": self.section.sql.strip(),
         }

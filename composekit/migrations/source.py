@@ -386,12 +386,12 @@ def load_source(directory: str | Path, fmt: str = "auto") -> Source:
         if ups:
             same_number.setdefault(version_key(version), []).append((version, ups[0][2].name))
     numeric = False
-    for group in same_number.values():
-        if len(group) > 1:  # versions compare numerically: 001 and 1 collide
+    for same in same_number.values():
+        if len(same) > 1:  # versions compare numerically: 001 and 1 collide
             numeric = True
-            group.sort()
-            names = " and ".join(name for _, name in group)
-            duplicates.append(f"{group[0][0]}: {names} have the same number")
+            same.sort()
+            names = " and ".join(name for _, name in same)
+            duplicates.append(f"{same[0][0]}: {names} have the same number")
     if duplicates:
         raise ConfigError(
             f"duplicate migration version{'s' if len(duplicates) > 1 else ''} "

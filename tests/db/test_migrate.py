@@ -945,6 +945,11 @@ def test_an_empty_down_section_is_a_no_op_that_removes_the_ledger_row(
             },
         )
     assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
+    plan = cli(db_url, "migrate", "plan", "--down", "--dir", str(d)).stdout
+    assert (
+        plan.startswith("-- down 2_backfill (2_backfill.")
+        and "no SQL: only its ledger row is removed" in plan
+    )
     r = cli(db_url, "migrate", "down", "--target", "0", "--dir", str(d))
     assert r.returncode == 0, r.stderr
     assert "2_backfill: its down section holds no SQL; removing its ledger row only" in r.stderr
