@@ -41,11 +41,26 @@ def doctor(project_dir: Path, *, fix: bool = False, progress: Progress = silent)
 
 
 def init(
-    directory: Path, layout: str, *, ci: str, name: str | None, db_image: str, force: bool
+    directory: Path,
+    layout: str,
+    *,
+    ci: str,
+    name: str | None,
+    db_image: str,
+    force: bool,
+    python_image: str = "python:3.12-slim",
 ) -> ScaffoldResult:
     from composekit.scaffold import scaffold
 
-    return scaffold(directory, layout, ci=ci, name=name, db_image=db_image, force=force)
+    return scaffold(
+        directory,
+        layout,
+        ci=ci,
+        name=name,
+        db_image=db_image,
+        python_image=python_image,
+        force=force,
+    )
 
 
 def vendor(project_dir: Path) -> VendorResult:

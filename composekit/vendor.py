@@ -27,7 +27,13 @@ VENDOR_DIR = "vendor"
 REQUIREMENTS = "requirements.txt"
 FIND_LINKS = f"--find-links ./{VENDOR_DIR}"
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold: no build time in the file
-_SKIP_DIRS = {"__pycache__", "_templates", "_images"}  # not needed inside the app image
+_SKIP_DIRS = {
+    "__pycache__",
+    "_templates",
+    "_images",
+    "_init-scripts",
+    "_migrations",
+}  # not needed inside the app image
 _PIN = re.compile(r"^\s*composekit\s*(?:\[[^\]]*\])?\s*(?:[=<>!~]=?.*)?$", re.IGNORECASE)
 _PINNED = re.compile(r"^\s*composekit\s*==\s*([A-Za-z0-9._+-]+)\s*$", re.IGNORECASE)
 

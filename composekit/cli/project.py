@@ -41,7 +41,9 @@ def doctor(
 @app.command(
     epilog="Examples:\n\n  composekit init shop --layout migrator\n\n"
     "  composekit init . --layout app-startup --ci gitlab\n\n"
-    "  composekit init demo --layout init-scripts --ci none --db-image postgres:15"
+    "  composekit init demo --layout init-scripts --ci none --db-image postgres:15\n\n"
+    "  composekit init offline --layout migrator --db-image composekit/postgres:15 "
+    "--python-image composekit/python:3.11"
 )
 def init(
     ctx: typer.Context,
@@ -59,6 +61,13 @@ def init(
         str | None, typer.Option("--name", help="Project name (default: the directory's).")
     ] = None,
     db_image: Annotated[str, typer.Option("--db-image", help="PostgreSQL image.")] = "postgres:16",
+    python_image: Annotated[
+        str,
+        typer.Option(
+            "--python-image",
+            help="Base image of the app (e.g. composekit/python:3.11, the offline stand-in).",
+        ),
+    ] = "python:3.12-slim",
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -71,7 +80,15 @@ def init(
         if not is_terminal():
             raise UsageError("no --layout given", hint=f"pass --layout {' | '.join(LAYOUTS)}")
         layout = typer.prompt(f"Layout ({', '.join(LAYOUTS)})", default="migrator")
-    result = commands.init(directory, layout, ci=ci, name=name, db_image=db_image, force=force)
+    result = commands.init(
+        directory,
+        layout,
+        ci=ci,
+        name=name,
+        db_image=db_image,
+        python_image=python_image,
+        force=force,
+    )
     if as_json:
         c.out.emit_json(result)
         return
