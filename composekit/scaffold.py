@@ -57,12 +57,6 @@ _COMMANDS = {
     ),
 }
 
-_CI_MIGRATE = {
-    Layout.INIT_SCRIPTS: "docker compose up -d --wait db   # init-scripts run on the first start only",
-    Layout.APP_STARTUP: "docker compose run --rm --no-deps web composekit migrate up --dir /app/migrations",
-    Layout.MIGRATOR: "docker compose run --rm --build migrator",
-}
-
 
 @dataclass
 class ScaffoldResult:
@@ -122,7 +116,6 @@ def plan_files(
         "python_image": python_image,
         "layout_notes": _NOTES[kind],
         "commands": _COMMANDS[kind],
-        "migrate_command": _CI_MIGRATE[kind],
         "migrator_file": ', and `migrator` (profile `tools`, `restart: "no"`)'
         if kind.has_migrator
         else "",
