@@ -18,6 +18,7 @@ from composekit.config import BackupMode, Settings
 from composekit.progress import Progress, silent
 
 if TYPE_CHECKING:  # the verbs import what they need when they run: `--help` stays light
+    from composekit.adopt import Adoption
     from composekit.backup import Backup
     from composekit.deploy import HistoryRecord, KeptImage
     from composekit.doctor import DoctorReport
@@ -61,6 +62,20 @@ def init(
         python_image=python_image,
         force=force,
     )
+
+
+def adopt(
+    project_dir: Path,
+    *,
+    db: str | None,
+    web: str | None,
+    migrator: str | None,
+    dry_run: bool,
+    force: bool,
+) -> Adoption:
+    from composekit.adopt import adopt as run_adopt
+
+    return run_adopt(project_dir, db=db, web=web, migrator=migrator, dry_run=dry_run, force=force)
 
 
 def vendor(project_dir: Path) -> VendorResult:

@@ -66,12 +66,14 @@ def project_status(settings: Settings) -> ProjectStatus:
     problems: list[str] = []
     ledger: str | None = None
     todo: list[str] | None = None
-    source = load_source(settings.migrations_path, settings.migrations_format)
+    source = None  # no migrations directory: the project keeps its migrations its own way
+    if settings.migrations_path.is_dir():
+        source = load_source(settings.migrations_path, settings.migrations_format)
     target = DbTarget.from_settings(settings, project)  # no db service: a configuration error
     try:
         applied = target.applied() or []
         ledger = applied[-1] if applied else None
-        todo = [m.version for m in pending(source, applied)]
+        todo = [m.version for m in pending(source, applied)] if source is not None else None
     except ComposekitError as exc:
         problems.append(f"database: {exc.message}")
     backups = list_backups(settings.backups_path)

@@ -98,6 +98,50 @@ def init(
 
 
 @app.command(
+    epilog="Examples:\n\n  composekit adopt --dry-run        # what it finds, nothing written\n\n"
+    "  composekit -C ~/shop adopt\n\n  composekit adopt --db postgres --migrator migrate --json"
+)
+def adopt(
+    ctx: typer.Context,
+    db: Annotated[str | None, typer.Option("--db", help="The PostgreSQL service.")] = None,
+    web: Annotated[str | None, typer.Option("--web", help="The web service.")] = None,
+    migrator: Annotated[
+        str | None, typer.Option("--migrator", help="The one-off migrator service.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show, write nothing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace composekit.toml.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Take an existing Compose project as it is: find its db, web and migrator, write only
+    composekit.toml (and .gitignore lines); the compose files are never changed."""
+    c = cli(ctx)
+    a = commands.adopt(
+        c.project_dir, db=db, web=web, migrator=migrator, dry_run=dry_run, force=force
+    )
+    if as_json:
+        c.out.emit_json(a)
+        return
+    c.out.line(f"compose files: {', '.join(a.compose_files)}")
+    c.out.line(f"database: {a.db} (PostgreSQL; user {a.db_user}, database {a.db_name})")
+    c.out.line(f"web: {a.web or '-'}" + (f" (gets {a.settings_from[a.web]})" if a.web else ""))
+    if a.migrator:
+        c.out.line(
+            f"migrator: {a.migrator} runs {a.migrator_command} ({a.migrator_kind}; "
+            f"gets {a.settings_from[a.migrator]})"
+        )
+    c.out.line(f"layout: {a.layout}")
+    for note in a.notes:
+        c.out.line(f"note: {note}")
+    if dry_run:
+        c.out.line("dry run: nothing written; composekit.toml would be:")
+        c.out.line(a.toml.rstrip())
+        return
+    c.out.line(
+        f"wrote {', '.join(a.written)}; next: composekit status, then composekit deploy --dry-run"
+    )
+
+
+@app.command(
     epilog="Examples:\n\n  composekit vendor            # after upgrading composekit: then commit vendor/\n\n"
     "  composekit -C shop vendor --json"
 )

@@ -118,6 +118,9 @@ def new_state(
     if env and overlay is None:
         raise UsageError(f"unknown environment {env!r}", hint="use --env staging or --env prod")
     project = ComposeProject.from_settings(settings, overlay=overlay)
+    opaque = opaque_migrator(settings, project)
+    if opaque and not settings.migrations_path.is_dir():
+        migrations = False  # the project's own migrator keeps its migrations its own way
     ctx = DeployContext(
         settings,
         project,
@@ -131,7 +134,7 @@ def new_state(
         backup_mode,
         maintenance,
         kind,
-        opaque_migrator(settings, project),
+        opaque,
     )
     return DeployState(ctx, deadline)
 
