@@ -135,7 +135,10 @@ def find(
     if migrator:
         svc = services[migrator]
         found.migrator_command = " ".join(_argv(svc)) or "(the image's own command)"
-        found.migrator_kind = "composekit" if "composekit" in found.migrator_command else "opaque"
+        cmd = found.migrator_command
+        found.migrator_kind = (
+            "composekit" if "composekit" in cmd else "alembic" if "alembic" in cmd else "opaque"
+        )
         if str(svc.get("restart", "no")) != "no":
             notes.append(
                 f'{migrator} has restart: {svc.get("restart")}: a one-off migrator wants restart: "no" '
@@ -165,6 +168,12 @@ def find(
         )
     if not services[db].get("healthcheck"):
         notes.append(f"{db} has no healthcheck: add `pg_isready` so nothing starts before it is up")
+    if found.migrator_kind == "alembic":
+        notes.append(
+            f"{migrator} runs Alembic ({found.migrator_command}): every deploy runs it after a "
+            "verified backup; its undo is `alembic downgrade` to the revision before, checked, "
+            "else a restore of that backup"
+        )
     if found.migrator_kind == "opaque":
         notes.append(
             f"{migrator} runs the project's own command ({found.migrator_command}): every deploy "
@@ -190,6 +199,7 @@ def _toml(a: Adoption) -> str:
         why = {
             "opaque": "its own command: always runs; undone by restoring the pre-deploy backup",
             "composekit": "it runs `composekit migrate up`: undone with the down sections",
+            "alembic": "it runs Alembic: undone with alembic downgrade, else a restore",
         }[a.migrator_kind]
         lines += ["", "[deploy]", f'migrator = "{a.migrator_kind}"  # {why}']
     return "\n".join(lines) + "\n"

@@ -106,12 +106,47 @@ def _migrator(settings: Settings, progress: Progress, **overrides: Any) -> Migra
 
 
 def migrate_status(settings: Settings, *, progress: Progress = silent) -> Status:
+    """With no database URL, in a Compose project: read through the db container (a database
+    that publishes no port is the usual case)."""
+    if settings.database_url is None:
+        through = _status_through_container(settings, progress)
+        if through is not None:
+            return through
     return _migrator(settings, progress).status()
 
 
 def migrate_verify(settings: Settings, *, progress: Progress = silent) -> Status:
     """Raises :class:`~composekit.errors.VerifyError` (exit 6) on any drift."""
+    if settings.database_url is None:
+        st = _status_through_container(settings, progress)
+        if st is not None:
+            if st.problems:
+                from composekit.migrations import drift_error
+
+                raise drift_error(st.problems, settings.migrations_path, settings.ledger_table)
+            return st
     return _migrator(settings, progress).verify()
+
+
+def _status_through_container(settings: Settings, progress: Progress) -> Status | None:
+    """The ledger read with psql in the db service's container (None: no Compose project with
+    that service here, so there is no container to go through)."""
+    from composekit.compose import ComposeProject
+    from composekit.dbtarget import DbTarget
+    from composekit.errors import ConfigError
+    from composekit.migrations import Status, compare, load_source
+
+    source = load_source(settings.migrations_path, settings.migrations_format)
+    try:
+        project = ComposeProject.from_settings(settings)
+        if settings.db_service not in project.services():
+            return None
+    except ConfigError:
+        return None
+    progress(f"no database URL: reading the ledger through the {settings.db_service} container")
+    rows = DbTarget.from_settings(settings, project).ledger_rows()
+    todo, problems = compare(rows or [], source)
+    return Status(rows or [], todo, problems, rows is not None, source.format, source.ignored)
 
 
 def migrate_plan(

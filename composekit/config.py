@@ -41,7 +41,7 @@ class Layout(StrEnum):
 
 
 LAYOUTS = tuple(layout.value for layout in Layout)
-MIGRATOR_KINDS = ("auto", "composekit", "opaque")
+MIGRATOR_KINDS = ("auto", "composekit", "opaque", "alembic")
 
 
 class BackupMode(StrEnum):
@@ -74,7 +74,7 @@ class Settings:
     keep_images: int = 3  # previous web images kept tagged for `composekit rollback`
     maintenance_services: tuple[str, ...] = ()
     expected_schema: str | None = None  # deploy's verify step compares the schema with this file
-    migrator_kind: str = "auto"  # composekit | opaque (a project's own command) | auto: look
+    migrator_kind: str = "auto"  # composekit | opaque (a project's own command) | alembic | auto
     source: dict[str, str] = field(default_factory=dict, compare=False)
     """Where each non-default value came from (``flag``, ``env:NAME``, ``file:PATH``)."""
     secrets: tuple[str, ...] = field(default=(), compare=False, repr=False)
@@ -162,8 +162,9 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
         raise _invalid(
             origin,
             f"[deploy] migrator = {value!r} from {origin} is not one of {', '.join(MIGRATOR_KINDS)}",
-            "composekit: it runs `composekit migrate up`; opaque: any other command (its undo is "
-            "a restore of the pre-deploy backup); auto: decide from the migrator's command",
+            "composekit: it runs `composekit migrate up`; alembic: it runs `alembic upgrade` (undo: "
+            "alembic downgrade, else a restore); opaque: any other command (its undo is a restore of "
+            "the pre-deploy backup); auto: decide from the migrator's command",
         )
     if name == "health_url" and value is not None:
         _check_http_url(value, origin)

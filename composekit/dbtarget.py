@@ -114,6 +114,15 @@ class DbTarget:
         rows = self.ledger_rows()
         return None if rows is None else [r.version for r in rows]
 
+    def alembic_revisions(self) -> list[str] | None:
+        """Alembic's ledger: the revision(s) in ``alembic_version`` (None: no such table)."""
+        if self.psql("SELECT to_regclass('alembic_version') IS NOT NULL") != "t":
+            return None
+        out = self.psql(
+            "SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version"
+        )
+        return out.split(",") if out else []
+
     def ledger_version(self, database: str | None = None) -> str | None:
         """The newest applied version in ``database`` (default: the app's)."""
         rows = self.read_state(database).ledger

@@ -29,6 +29,9 @@ POSTGRES_IMAGE = "composekit/postgres:15"
 PYTHON_IMAGE = "composekit/python:3.11"
 BASE_PACKAGES = "postgresql-15,python3,python3-venv,ca-certificates"
 HASH_LABEL = "composekit.hash"
+# what PyPI would also give a project whose migrator is a framework's (the tests build such
+# projects offline)
+FRAMEWORK_MIGRATORS = ("alembic>=1.13", "SQLAlchemy>=2.0")
 
 
 def cache_dir() -> Path:
@@ -186,14 +189,14 @@ def wheelhouse(progress: Callable[[str], None]) -> Path:
 
     wheels = cache_dir() / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
-    wanted = sorted(requirements())
+    wanted = sorted([*requirements(), *FRAMEWORK_MIGRATORS])
     stamp_hash = hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:16]
     stamp = wheels / ".requirements"
     for old in wheels.glob("composekit-*.whl"):  # from before: composekit was baked in
         old.unlink()
     if stamp.is_file() and stamp.read_text() == stamp_hash:
         return wheels
-    progress("building the wheelhouse (composekit's dependencies)")
+    progress("building the wheelhouse (composekit's dependencies, Alembic, SQLAlchemy)")
     proc.run(
         [
             sys.executable,

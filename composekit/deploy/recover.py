@@ -52,7 +52,7 @@ def recover_leftover(s: DeployState) -> list[str]:
         steps=[StepRecord("recover", StepStatus.OK, time.monotonic() - t0, "; ".join(done))],
         error=f"the {entry.describe()} was interrupted; its undo is finished",
         ledger_before=entry.ledger_before,
-        ledger_after=s.ctx.target.applied(),
+        ledger_after=s.ledger(),
         backup=entry.backup,
         web_before=entry.web_new,
         web_after=entry.web_previous,

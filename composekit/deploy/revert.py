@@ -18,9 +18,17 @@ from composekit.restore import restore_backup
 
 
 def applied_since(s: DeployState, now: list[str]) -> list[str]:
-    """The versions in ``now`` the ledger did not hold when the deploy took its lock."""
-    before = {version_key(v) for v in (s.ledger_before or [])}
-    return [v for v in now if version_key(v) not in before]
+    """The versions in ``now`` the ledger did not hold when the deploy took its lock (numbers
+    compare as numbers; Alembic's revision ids as they are)."""
+    before = {_key(v) for v in (s.ledger_before or [])}
+    return [v for v in now if _key(v) not in before]
+
+
+def _key(version: str) -> tuple[int, ...] | str:
+    try:
+        return version_key(version)
+    except ValueError:
+        return version
 
 
 def container_migrations_dir(s: DeployState) -> str:
@@ -36,6 +44,8 @@ def revert_database(s: DeployState) -> str:
     service = s.settings.migrate_service
     if s.project.remove_oneoffs(service):
         s.progress(f"removed a {service} container still running from this deploy")
+    if s.ctx.alembic:
+        return _alembic_downgrade_or_restore(s)
     if s.ctx.opaque:  # what it changed cannot be known: the backup from before it ran
         done = restore_pre_deploy(s, ["whatever the migrator changed"])
         return done + "; " + check_undone(s)
@@ -47,6 +57,43 @@ def revert_database(s: DeployState) -> str:
     if difference and s.backup is not None and not done.startswith("restored"):
         s.progress(f"after the down sections {difference}; restoring the pre-deploy backup")
         done = restore_pre_deploy(s, ours)
+    return done + "; " + check_undone(s)
+
+
+def _alembic_downgrade_or_restore(s: DeployState) -> str:
+    """``alembic downgrade`` to the revision the deploy found (with the new image: it holds the
+    new revisions' downgrade code), then the undo check; a failed or incomplete downgrade, or
+    several heads, fall back to the pre-deploy backup."""
+    before, now = s.ledger_before or [], s.ledger() or []
+    if now == before:
+        return "no alembic revision of this deploy was applied; " + check_undone(s)
+    done = ""
+    if len(before) <= 1:
+        to = before[0] if before else "base"
+        s.progress(f"alembic downgrade {to} (from {', '.join(now)})")
+        try:
+            if s.web.new:  # the image that holds the new revisions
+                s.project.tag_image(s.web.new, s.web.name)
+            r = s.project.run(
+                s.settings.migrate_service,
+                ["alembic", "downgrade", to],
+                timeout=s.deadline.remaining(),
+                on_line=lambda ln: s.progress(f"  downgrade | {ln}"),
+                no_deps=True,
+            )
+        finally:
+            point_back(s)
+        if r.returncode == 0:
+            done = f"alembic downgrade {to} (from {', '.join(now)})"
+        else:
+            s.progress("alembic downgrade failed; restoring the pre-deploy backup instead")
+    if done:
+        difference = undone_difference(s)
+        if difference and s.backup is not None:
+            s.progress(f"after alembic downgrade {difference}; restoring the pre-deploy backup")
+            done = ""
+    if not done:
+        done = restore_pre_deploy(s, [f"alembic {', '.join(now)}"])
     return done + "; " + check_undone(s)
 
 
@@ -81,9 +128,10 @@ def check_undone(s: DeployState) -> str:
 def fingerprint(s: DeployState) -> str:
     """The normalized schema and the ledger's versions (rows may change meanwhile: the old web
     keeps writing, and a down section keeps what it wrote)."""
-    target = s.ctx.target
-    ledger = target.applied()
-    return target.schema() + f"-- ledger: {','.join(ledger) if ledger is not None else 'none'}\n"
+    ledger = s.ledger()
+    return (
+        s.ctx.target.schema() + f"-- ledger: {','.join(ledger) if ledger is not None else 'none'}\n"
+    )
 
 
 def _down_or_restore(s: DeployState, ours: list[str]) -> str:

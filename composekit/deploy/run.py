@@ -77,7 +77,7 @@ def execute(
     after = s.ledger_after
     if error is not None or after is None:
         try:
-            after = s.ctx.target.applied()
+            after = s.ledger()
         except ComposekitError:
             after = None
     record = HistoryRecord(

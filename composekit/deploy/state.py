@@ -39,6 +39,9 @@ class DeployContext:
     opaque: bool = False
     """The migrator is the project's own command: composekit cannot see what it applies, so it
     always runs, the backup is always taken, and its undo is a restore of that backup."""
+    alembic: bool = False
+    """An opaque migrator that is Alembic: its ledger is ``alembic_version``, and its undo is
+    ``alembic downgrade`` to the revision before the deploy (else the restore)."""
 
 
 @dataclass
@@ -78,8 +81,15 @@ class DeployState:
     def kind(self) -> RunKind:
         return self.ctx.kind
 
+    def ledger(self) -> list[str] | None:
+        """The versions applied now, in the ledger this project's migrator keeps."""
+        target = self.ctx.target
+        return target.alembic_revisions() if self.ctx.alembic else target.applied()
+
     def pending(self) -> list[str]:
-        """Versions the ledger read at the lock step does not hold."""
+        """Versions the ledger read at the lock step does not hold (Alembic keeps its own)."""
+        if self.ctx.alembic:
+            return []
         return [m.version for m in pending(self.ctx.source, self.ledger_before or [])]
 
     def checkpoint(self, step: str = "") -> None:
@@ -118,7 +128,8 @@ def new_state(
     if env and overlay is None:
         raise UsageError(f"unknown environment {env!r}", hint="use --env staging or --env prod")
     project = ComposeProject.from_settings(settings, overlay=overlay)
-    opaque = opaque_migrator(settings, project)
+    kind_of_migrator = migrator_kind(settings, project)
+    opaque = kind_of_migrator != "composekit"
     if opaque and not settings.migrations_path.is_dir():
         migrations = False  # the project's own migrator keeps its migrations its own way
     ctx = DeployContext(
@@ -135,17 +146,21 @@ def new_state(
         maintenance,
         kind,
         opaque,
+        kind_of_migrator == "alembic",
     )
     return DeployState(ctx, deadline)
 
 
-def opaque_migrator(settings: Settings, project: ComposeProject) -> bool:
-    """``[deploy] migrator``, or (auto) whether the migrator service runs something other than
-    composekit. The web of the app-startup layout is taken at its word (composekit's engine)."""
+def migrator_kind(settings: Settings, project: ComposeProject) -> str:
+    """``[deploy] migrator``, or (auto) what the migrator service runs: composekit, Alembic, or
+    something else (opaque). The web of the app-startup layout is taken at its word
+    (composekit's engine) unless the setting says otherwise."""
     if settings.migrator_kind != "auto":
-        return settings.migrator_kind == "opaque"
+        return settings.migrator_kind
     if not settings.layout.has_migrator:
-        return False
+        return "composekit"
     svc = project.config().get("services", {}).get(settings.migrator_service, {})
-    argv = [*(svc.get("entrypoint") or []), *(svc.get("command") or [])]
-    return not any("composekit" in str(a) for a in argv)
+    argv = " ".join(str(a) for a in [*(svc.get("entrypoint") or []), *(svc.get("command") or [])])
+    if "composekit" in argv:
+        return "composekit"
+    return "alembic" if "alembic" in argv else "opaque"

@@ -83,7 +83,9 @@ class Preflight(StateStep):
                 hint="free some disk space",
             )
         opaque = (
-            f"; {st.migrator_service} is the project's own command (opaque)"
+            f"; {st.migrate_service} runs Alembic"
+            if self.s.ctx.alembic
+            else f"; {st.migrator_service} is the project's own command (opaque)"
             if self.s.ctx.opaque
             else ""
         )
@@ -137,6 +139,8 @@ class DeployLock(StateStep):
         )
         rows = target.ledger_rows()
         self.s.ledger_before = [r.version for r in rows] if rows is not None else None
+        if self.s.ctx.alembic:
+            self.s.ledger_before = target.alembic_revisions()
         if self.check_ledger and not self.s.ctx.opaque:  # refused by the migrator: say so now
             _, problems = compare(rows or [], self.s.ctx.source)
             if problems:
@@ -243,6 +247,9 @@ class Migrate(StateStep):
             raise ComposekitError(
                 f"the migrator exited {r.returncode}: {err or 'see its output'}", details=tail
             )
+        if self.s.ctx.alembic:
+            now = ", ".join(self.s.ledger() or []) or "none"
+            return f"{st.migrator_service} exited 0; alembic revision {now} (undone with alembic downgrade)"
         if self.s.ctx.opaque:
             return (
                 f"{st.migrator_service} exited 0 (the project's own command: undone by a restore)"

@@ -24,9 +24,13 @@ class Verify(StateStep):
 
     def run(self) -> str:
         st, target = self.s.settings, self.s.ctx.target
-        self.s.ledger_after = target.applied()
-        missing = [m.version for m in pending(self.s.ctx.source, self.s.ledger_after or [])]
-        if missing and not self.s.ctx.opaque:  # an opaque migrator keeps a ledger of its own
+        self.s.ledger_after = self.s.ledger()
+        missing = (
+            []
+            if self.s.ctx.opaque  # an opaque migrator keeps a ledger of its own
+            else [m.version for m in pending(self.s.ctx.source, self.s.ledger_after or [])]
+        )
+        if missing:
             raise VerifyError(
                 f"migrations still pending after the deploy: {', '.join(missing)}",
                 hint="see the migrate step's output",

@@ -1035,3 +1035,29 @@ def test_golang_and_pop_directories_go_up_down_all_and_up_again_as_they_are(
     assert ledger(db_url) == [] and "users" not in tables(db_url)
     assert cli(db_url, "migrate", "up", "--dir", str(d)).returncode == 0
     assert dump_schema(db_url, pg_cluster) == first
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGINT, signal.SIGTERM])
+def test_a_signal_mid_migration_rolls_it_back_and_exits_128_plus_its_number(
+    db_url: str, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """A terminal closing (SIGHUP), Ctrl-C, a CI runner cancelling: the migration under way is
+    cancelled and rolled back with its ledger row, those before it stay, exit 128 + n."""
+    slow = "SELECT pg_sleep(CASE WHEN current_setting('ck.slow', true) = 'on' THEN 60 ELSE 0 END)"
+    d = mig_dir(
+        tmp_path,
+        {
+            "1_a.sql": UP.format(up="CREATE TABLE a (id int);", down="DROP TABLE a;"),
+            "2_b.sql": UP.format(up=f"CREATE TABLE b (id int);\n{slow};", down="DROP TABLE b;"),
+        },
+    )
+    p = start_cli(
+        "migrate", "up", "--dir", str(d), env={"DATABASE_URL": db_url, "PGOPTIONS": "-c ck.slow=on"}
+    )
+    pid = _wait_for_query(db_url, "pg_sleep(CASE")
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 128 + sig, err
+    assert "Traceback" not in err
+    _wait_gone(db_url, pid)
+    assert ledger(db_url) == ["1"] and "b" not in tables(db_url)

@@ -3,6 +3,7 @@ composekit (as PyPI has none), so every scaffolded build gets it from the projec
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -69,6 +70,12 @@ def test_no_index_has_composekit_and_an_upgrade_is_refused_until_vendored(
     r = run_cli("-C", str(app.dir), "deploy", "--timeout", "120")
     assert r.returncode == 0, r.stderr
     assert image_composekit(app) == __version__ and "<th>bio</th>" in app.page()
+    # on the host, with no database URL and a db that publishes no port: through its container
+    r = run_cli("-C", str(app.dir), "migrate", "status", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "reading the ledger through the db container" in r.stderr
+    assert json.loads(r.stdout)["current_version"] == "0001"
+    assert run_cli("-C", str(app.dir), "migrate", "verify").returncode == 0
 
     # the host's composekit is upgraded; the project still pins the old one
     newer = {"PYTHONPATH": str(installed_newer(tmp_path))}
