@@ -73,6 +73,14 @@ def test_a_wheel_in_a_fresh_venv_scaffolds_deploys_and_migrates(
             assert "<th>bio</th>" in page.read().decode()
         st = json.loads(run(ck, "-C", app, "status", "--json", cwd=tmp_path).stdout)
         assert (st["ledger_version"], st["pending"]) == ("0001", [])
+        (app / "migrations" / "0002_notes.sql").write_text(
+            "-- migrate:up\nCREATE TABLE notes (id int);\n-- migrate:down\nDROP TABLE notes;\n"
+        )
+        mig = run(ck, "-C", app, "migrate", "status", "--json", cwd=tmp_path)
+        assert mig.returncode == 0, mig.stderr
+        assert [p["version"] for p in json.loads(mig.stdout)["pending"]] == ["0002"]
+        r = run(ck, "-C", app, "deploy", "--timeout", "180", cwd=tmp_path)
+        assert r.returncode == 0 and "applied 0002_notes" in r.stderr, r.stderr
     finally:
         project.down(volumes=True, timeout=3)
         project.remove_images(f"{name}-app")
