@@ -182,9 +182,29 @@ class ComposeProject:
             try:
                 r = proc.run(args, timeout=60)
             except proc.CommandFailed as exc:
-                raise translate("docker compose config", exc.stderr, exc.returncode) from exc
+                error = translate("docker compose config", exc.stderr, exc.returncode)
+                culprit = self._unreadable_file(exc.stderr)
+                if culprit is not None:
+                    error.message = error.message.replace(
+                        "the compose file is invalid", f"{culprit.name} is invalid"
+                    )
+                raise error from exc
             self._config = dict(json.loads(r.stdout))
         return self._config
+
+    def _unreadable_file(self, stderr: str) -> Path | None:
+        """Which of several files a YAML error is in (Compose's message does not say)."""
+        if "yaml:" not in stderr or len(self.files) < 2:
+            return None
+        for f in self.files:
+            r = proc.run(
+                [self._docker(), "compose", "--file", f, "config", "--quiet", "--no-interpolate"],
+                timeout=30,
+                check=False,
+            )
+            if "yaml:" in r.stderr:
+                return f
+        return None
 
     def config_changed(self, service: str) -> bool:
         """Whether ``service``'s running containers were created from another configuration than

@@ -407,3 +407,65 @@ def test_the_safety_snapshot_is_taken_after_the_writers_stopped(
     r = ck(project, "restore", snapshot, "--yes", "--no-snapshot")
     assert r.returncode == 0, r.stderr
     assert psql(project, "SELECT count(*) FROM goodbyes") == "1"
+
+
+def test_restore_refuses_what_does_not_fit_and_keeps_its_options(seeded: ComposeProject) -> None:
+    project = seeded
+    backups = project.project_dir / "backups"
+    psql(
+        project,
+        "CREATE ROLE reporting; CREATE TABLE reports (id int); ALTER TABLE reports OWNER TO reporting",
+    )
+    r = ck(project, "backup", "--json")
+    assert r.returncode == 0, r.stderr
+    b = json.loads(r.stdout)
+    # the manifest names the cluster it came from
+    assert b["system_identifier"] == psql(
+        project, "SELECT system_identifier FROM pg_control_system()"
+    )
+    dump = Path(b["path"])
+    manifest = dump.with_name(dump.name + ".json")
+    original = manifest.read_text()
+    psql(project, "INSERT INTO schema_migrations VALUES ('0003')")
+    state = fingerprint(project)
+
+    def with_manifest(**changes: str) -> subprocess.CompletedProcess[str]:
+        manifest.write_text(json.dumps({**json.loads(original), **changes}))
+        return ck(project, "restore", dump.name, "--yes")
+
+    # another database, another cluster, a ledger the dump does not hold: refused, nothing changed
+    r = with_manifest(database="otherdb")
+    assert r.returncode == ExitCode.VERIFY and "is a backup of database otherdb" in r.stderr
+    r = with_manifest(system_identifier="7000000000000000001")
+    assert r.returncode == ExitCode.VERIFY and "was taken from another cluster" in r.stderr
+    r = with_manifest(ledger_version="0009")
+    assert r.returncode == ExitCode.VERIFY, r.stderr
+    assert "restored ledger version 0002 differs from the manifest's 0009" in r.stderr
+    assert fingerprint(project) == state
+    assert not [p for p in backups.iterdir() if "snapshot" in p.name]
+    manifest.write_text(original)
+
+    # an owner role that is gone: its objects go to the app user, with a note
+    psql(project, "ALTER TABLE reports OWNER TO app; DROP ROLE reporting")
+    r = ck(project, "restore", dump.name, "--yes", "--no-snapshot")
+    assert r.returncode == 0, r.stderr
+    assert "objects owned by reporting (no such role here) now belong to app" in r.stderr
+    assert psql(project, "SELECT tableowner FROM pg_tables WHERE tablename = 'reports'") == "app"
+    assert not [p for p in backups.iterdir() if "snapshot" in p.name]  # --no-snapshot: none
+
+    # with a snapshot: --latest skips it, --latest --snapshot takes it
+    psql(project, "INSERT INTO schema_migrations VALUES ('0003')")
+    assert ck(project, "restore", dump.name, "--yes").returncode == 0
+    r = ck(project, "restore", "--latest", "--yes", "--no-snapshot", "--json")
+    assert json.loads(r.stdout)["restored"]["path"] == str(dump)
+    r = ck(project, "restore", "--latest", "--snapshot", "--yes", "--no-snapshot", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["restored"]["label"] == "pre-restore-snapshot"
+    assert psql(project, "SELECT max(version) FROM schema_migrations") == "0003"
+
+    # retention never removes a dump it did not write (no manifest)
+    hand = backups / "from-the-old-script.dump"
+    hand.write_bytes(dump.read_bytes())
+    for _ in range(2):
+        assert ck(project, "backup", "--keep", "1").returncode == 0
+    assert hand.is_file()

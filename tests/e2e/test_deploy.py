@@ -511,3 +511,64 @@ def test_a_failing_build_changes_nothing_and_the_health_url_gates_the_release(ma
     r = deploy(app)
     assert r.returncode == 0, r.stderr
     assert "Users r2" in app.page() and app.psql("SELECT count(*) FROM notes") == "0"
+
+
+def test_bad_input_is_refused_before_anything_changes(make_app) -> None:  # type: ignore[no-untyped-def]
+    """Preflight and the lock step refuse (their own exit code, one line, nothing touched): a
+    removed or out-of-order migration, a duplicate version, a missing service, a broken overlay.
+    Then --backup always, rollback --dry-run, and rollback while another run holds the lock."""
+    app = make_app("migrator")
+    assert deploy(app).returncode == 0
+    good, image = fingerprint(app), web_image(app)
+    mig = app.dir / "migrations"
+    applied = (mig / "0001_add_profile.sql").read_text()
+    toml = app.dir / "composekit.toml"
+    settings = toml.read_text()
+
+    def refused(code: int, needle: str, *args: str) -> None:
+        before = sorted((app.dir / "backups").iterdir())
+        r = deploy(app, *args)
+        assert r.returncode == code and needle in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) < 12
+        assert fingerprint(app) == good and web_image(app) == image
+        assert sorted((app.dir / "backups").iterdir()) == before
+
+    (mig / "0001_add_profile.sql").unlink()
+    refused(ExitCode.VERIFY, "missing 0001")
+    (mig / "0001_add_profile.sql").write_text(applied)
+    (mig / "0000_early.sql").write_text("-- migrate:up\nCREATE TABLE early (id int);\n")
+    refused(ExitCode.VERIFY, "out-of-order 0000")
+    (mig / "0000_early.sql").unlink()
+    (mig / "1_again.sql").write_text("-- migrate:up\nSELECT 1;\n")
+    refused(ExitCode.CONFIG, "duplicate migration version")
+    (mig / "1_again.sql").unlink()
+    toml.write_text(settings.replace('migrator = "migrator"', 'migrator = "nope"'))
+    refused(ExitCode.CONFIG, "service 'nope' is not in")
+    toml.write_text(settings)
+    staging = app.dir / "compose.staging.yaml"
+    overlay = staging.read_text()
+    staging.write_text("services: [\n")
+    refused(ExitCode.CONFIG, "compose.staging.yaml", "--env", "staging")
+    staging.write_text(overlay)
+
+    # --backup always: a verified backup even with nothing pending
+    before = len(list((app.dir / "backups").glob("*.dump")))
+    r = deploy(app, "--backup", "always")
+    assert r.returncode == 0, r.stderr
+    assert len(list((app.dir / "backups").glob("*.dump"))) == before + 1
+
+    # rollback: --dry-run changes nothing; under another run's lock it is refused
+    release(app, 2)
+    assert deploy(app).returncode == 0
+    now = web_image(app)
+    r = run_cli("-C", str(app.dir), "rollback", "--dry-run")
+    assert r.returncode == 0 and "web back to the newest kept image" in r.stdout, r.stderr
+    assert web_image(app) == now
+    holder = hold_deploy_lock(app)
+    try:
+        r = run_cli("-C", str(app.dir), "rollback")
+        assert r.returncode == ExitCode.MIGRATION and "the deploy lock is held by" in r.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    assert web_image(app) == now
