@@ -86,10 +86,13 @@ def _ask(backup: str, database: str) -> None:
             f"refusing to restore {backup} over database {database} without --yes",
             hint="rerun with --yes (no terminal to ask on)",
         )
-    typer.confirm(
-        f"Replace database {database} with {backup} (a safety snapshot is taken first)?",
-        abort=True,
-    )
+    if not typer.confirm(
+        f"Replace database {database} with {backup} (a safety snapshot is taken first)?"
+    ):
+        raise UsageError(
+            f"restore of {backup} cancelled; nothing was changed",
+            hint="answer y to restore, or pass --yes",
+        )
 
 
 @app.command(

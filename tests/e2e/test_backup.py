@@ -469,3 +469,43 @@ def test_restore_refuses_what_does_not_fit_and_keeps_its_options(seeded: Compose
     for _ in range(2):
         assert ck(project, "backup", "--keep", "1").returncode == 0
     assert hand.is_file()
+
+
+def test_on_a_terminal_restore_asks_first(seeded: ComposeProject) -> None:
+    """With a terminal and no --yes, restore asks; "n" changes nothing (exit 2), "y" restores."""
+    import os
+    import pty
+    import sys
+
+    project = seeded
+    assert ck(project, "backup").returncode == 0
+    psql(project, "INSERT INTO schema_migrations VALUES ('0003')")
+    state = fingerprint(project)
+
+    def answer(reply: bytes) -> tuple[int, str]:
+        main, tty = pty.openpty()
+        p = subprocess.Popen(
+            [sys.executable, "-m", "composekit", "-C", str(project.project_dir), "restore", "--latest"],
+            stdin=tty, stdout=tty, stderr=tty,
+        )  # fmt: skip
+        os.close(tty)
+        seen = b""
+        while b"[y/N]" not in seen:
+            seen += os.read(main, 1024)
+        os.write(main, reply + b"\n")
+        code = p.wait(timeout=120)
+        try:
+            while chunk := os.read(main, 4096):
+                seen += chunk
+        except OSError:  # the terminal closed with the process
+            pass
+        os.close(main)
+        return code, seen.decode(errors="replace")
+
+    code, out = answer(b"n")
+    assert "Replace database appdb with" in out and "a safety snapshot is taken first" in out
+    assert code == ExitCode.USAGE and "cancelled; nothing was changed" in out, out
+    assert fingerprint(project) == state
+    code, out = answer(b"y")
+    assert code == 0, out
+    assert psql(project, "SELECT max(version) FROM schema_migrations") == "0002"

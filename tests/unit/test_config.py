@@ -100,3 +100,14 @@ def test_compose_files_are_found_as_docker_compose_finds_them(tmp_path: Path) ->
         tmp_path / "compose.yaml",
         tmp_path / "compose.override.yaml",
     ]
+
+
+def test_documented_defaults(tmp_path: Path) -> None:
+    """README's defaults: 10 backups of each kind, 3 kept web images, a 900 s deploy deadline."""
+    from tests.helpers import run_cli
+
+    s = load_settings(tmp_path, env={})
+    assert (s.keep_backups, s.keep_images, s.lock_wait) == (10, 3, 60.0)
+    for verb in ("deploy", "rollback"):
+        text = " ".join(run_cli(verb, "--help").stdout.split())
+        assert "--timeout" in text and "[default: 900" in text, text
