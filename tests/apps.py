@@ -130,6 +130,18 @@ def database_state(project: ComposeProject, user: str, database: str) -> dict[st
     return out
 
 
+def leftovers(app: App) -> list[str]:
+    """What an interrupted run must not leave: one-off containers, scratch databases, partial files."""
+    found = [f"container {s.name}" for s in app.project.ps() if s.service == "migrator"]
+    found += [
+        f"database {d}"
+        for d in app.psql("SELECT datname FROM pg_database WHERE datname LIKE '%__ck_%'").split()
+    ]
+    backups = app.dir / "backups"
+    found += [f"file {p.name}" for p in backups.glob(".*partial")] if backups.is_dir() else []
+    return found
+
+
 def web_image(app: App) -> str:
     return next(s.image_id for s in app.project.ps() if s.service == "web")
 

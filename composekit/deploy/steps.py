@@ -26,7 +26,7 @@ from composekit.deploy.web import (
     web_back_by_hand,
 )
 from composekit.doctor import MIN_FREE_BYTES  # the floor `composekit doctor` checks
-from composekit.errors import ComposekitError, ConfigError, UsageError
+from composekit.errors import ComposekitError, ConfigError, DockerError, UsageError
 from composekit.journal import Journal
 from composekit.migrations import compare, drift_error
 from composekit.signals import shielded
@@ -105,9 +105,18 @@ class StartDatabase(StateStep):
             return Skipped("already up")
         # never recreate a running database: another deploy (from another checkout, whose paths
         # differ) may be using it; changing the db service itself is not a deploy's job
-        self.s.project.up(
-            [db], wait=True, wait_timeout=self.s.deadline.whole_seconds(), no_recreate=True
-        )
+        try:
+            self.s.project.up(
+                [db], wait=True, wait_timeout=self.s.deadline.whole_seconds(), no_recreate=True
+            )
+        except DockerError as exc:
+            tail = [ln for ln in self.s.project.logs(db, tail=8).splitlines() if ln.strip()]
+            raise DockerError(
+                f"the {db} service did not start: {exc.message}"
+                + (f"; its log ends: {tail[-1].strip()[:200]}" if tail else ""),
+                hint=f"see `docker compose logs {db}` (its image, its environment, its volume)",
+                details=tail,
+            ) from exc
         return f"started {db}"
 
 

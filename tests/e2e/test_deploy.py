@@ -17,6 +17,7 @@ import pytest
 from composekit.compose import ComposeProject
 from composekit.deploy import read_history
 from composekit.errors import ExitCode
+from composekit.images import POSTGRES_IMAGE, PYTHON_IMAGE
 from tests.apps import App, fingerprint, migration, release, wait_for_query, web_image
 from tests.helpers import run_cli, start_cli
 
@@ -572,3 +573,20 @@ def test_bad_input_is_refused_before_anything_changes(make_app) -> None:  # type
         holder.kill()
         holder.wait()
     assert web_image(app) == now
+
+
+def test_a_database_that_will_not_start_is_exit_4(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    env = app.dir / ".env"
+    env.write_text(
+        env.read_text().replace(
+            f"POSTGRES_IMAGE={POSTGRES_IMAGE}", f"POSTGRES_IMAGE={PYTHON_IMAGE}"
+        )
+    )
+    r = deploy(app)
+    assert r.returncode == ExitCode.DOCKER, r.stderr
+    assert r.stderr.count("error: ") == 1 and "the db service did not start" in r.stderr, r.stderr
+    assert "docker compose logs db" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (app.dir / "backups").exists() or not list((app.dir / "backups").iterdir())
+    assert "web" not in [s.service for s in app.project.ps(all=False)]  # no web was started

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
 from composekit.errors import ExitCode
-from tests.apps import App, fingerprint, migration, release, wait_for_query, web_image
+from tests.apps import App, fingerprint, leftovers, migration, release, wait_for_query, web_image
 from tests.helpers import Running, run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -115,3 +116,50 @@ def test_recover_refuses_while_a_run_holds_the_lock(make_app) -> None:  # type: 
     assert r.returncode == ExitCode.MIGRATION and "the deploy lock is held by" in r.stderr
     code, err = run.finish()
     assert code == 0, err
+
+
+def test_a_killed_restore_is_finished_by_the_next_restore(make_app) -> None:  # type: ignore[no-untyped-def]
+    """SIGKILL while the web is stopped for the swap: the next restore first starts it again and
+    drops the scratch copy, then restores."""
+    app = make_app("migrator")
+    assert run_cli("-C", str(app.dir), "deploy", "--timeout", "120").returncode == 0
+    app.psql(
+        "INSERT INTO users (email, name) SELECT 'u' || g || '@x', 'bulk' FROM generate_series(1, 100000) g"
+    )
+    b = run_cli("-C", str(app.dir), "backup", "--label", "mine", "--json")
+    assert b.returncode == 0, b.stderr
+    backup = Path(json.loads(b.stdout)["path"]).name
+    good = fingerprint(app)
+
+    run = Running("-C", str(app.dir), "restore", backup, "--yes")
+    run.wait_for("for the swap")
+    run.signal_group(signal.SIGKILL)
+    run.finish()
+    st = status(app)
+    assert st["interrupted"] is not None and "restore" in json.dumps(st["interrupted"]), st
+
+    r = run_cli("-C", str(app.dir), "restore", backup, "--yes")
+    assert r.returncode == 0, r.stderr
+    assert "finishing its undo first" in r.stderr
+    assert leftovers(app) == [] and fingerprint(app) == good
+    assert "<th>bio</th>" in app.page_soon() and status(app)["interrupted"] is None
+
+
+def test_recover_restores_the_backup_when_a_migration_has_no_down_section(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    assert run_cli("-C", str(app.dir), "deploy", "--timeout", "120").returncode == 0
+    good = fingerprint(app)
+    (app.dir / "migrations" / "0002_oneway.sql").write_text(
+        "-- migrate:up\nCREATE TABLE oneway (id int);\n"
+    )
+    migration(app, "0003_slow.sql", "SELECT pg_sleep(60);", "SELECT 1;")
+    run = Running("-C", str(app.dir), "deploy", "--timeout", "120")
+    wait_for_query(app, "pg_sleep(60)", run.p)
+    run.p.send_signal(signal.SIGKILL)
+    run.finish()
+    assert app.psql("SELECT count(*) FROM schema_migrations WHERE version = '0002'") == "1"
+
+    r = run_cli("-C", str(app.dir), "recover")
+    assert r.returncode == 0, r.stderr
+    assert "restored" in r.stderr + r.stdout
+    assert fingerprint(app) == good and leftovers(app) == []

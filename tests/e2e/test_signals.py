@@ -13,24 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.apps import App, fingerprint, migration, release, wait_for_query, web_image
+from tests.apps import App, fingerprint, leftovers, migration, release, wait_for_query, web_image
 from tests.helpers import Running, run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SIGTERM_EXIT = 128 + signal.SIGTERM
-
-
-def leftovers(app: App) -> list[str]:
-    """What an interrupted run must not leave: one-off containers, scratch databases, partial files."""
-    found = [f"container {s.name}" for s in app.project.ps() if s.service == "migrator"]
-    found += [
-        f"database {d}"
-        for d in app.psql("SELECT datname FROM pg_database WHERE datname LIKE '%__ck_%'").split()
-    ]
-    backups = app.dir / "backups"
-    found += [f"file {p.name}" for p in backups.glob(".*partial")] if backups.is_dir() else []
-    return found
 
 
 def hold_lock_on_users(app: App, seconds: int) -> subprocess.Popen[bytes]:
