@@ -509,3 +509,24 @@ def test_on_a_terminal_restore_asks_first(seeded: ComposeProject) -> None:
     code, out = answer(b"y")
     assert code == 0, out
     assert psql(project, "SELECT max(version) FROM schema_migrations") == "0002"
+
+
+def test_backup_and_restore_as_a_library(seeded: ComposeProject) -> None:
+    """README's library entry points, called in-process as a script would."""
+    from composekit.backup import take_backup
+    from composekit.config import load_settings
+    from composekit.dbtarget import DbTarget
+    from composekit.restore import restore_backup
+
+    project = seeded
+    settings = load_settings(project.project_dir)
+    target = DbTarget.from_settings(settings)
+    said: list[str] = []
+    b = take_backup(target, settings.backups_path, label="from a script", progress=said.append)
+    assert b.verified and b.toc_entries > 10 and b.database == "appdb"
+    assert any("backup verified" in s for s in said)
+    before = fingerprint(project)
+    psql(project, "DELETE FROM orders; INSERT INTO schema_migrations VALUES ('0003')")
+    report = restore_backup(target, settings.backups_path, b.path.name, stop_services=["web"])
+    assert report.ledger_version == "0002" and report.snapshot is not None
+    assert report.stopped == ["web"] and fingerprint(project) == before

@@ -19,7 +19,7 @@ from composekit.deploy import read_history
 from composekit.errors import ExitCode
 from composekit.images import POSTGRES_IMAGE, PYTHON_IMAGE
 from tests.apps import App, fingerprint, migration, release, wait_for_query, web_image
-from tests.helpers import run_cli, start_cli
+from tests.helpers import Running, run_cli, start_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -181,6 +181,15 @@ def test_the_deploy_lock_dies_with_its_holder(make_app) -> None:  # type: ignore
     holder.wait()
     assert r.returncode == ExitCode.MIGRATION and "the deploy lock is held by" in r.stderr
     assert "swapping" not in r.stderr
+    # …and with --lock-wait it waits for the lock, then restores
+    assert run_cli("-C", str(app.dir), "backup", "--label", "now").returncode == 0
+    holder = hold_deploy_lock(app)
+    waiting = Running("-C", str(app.dir), "restore", "--latest", "--yes", "--lock-wait", "60")
+    waiting.wait_for("waiting for the deploy lock held by pid")
+    holder.kill()
+    holder.wait()
+    code, err = waiting.finish()
+    assert code == 0 and "swapping" in err, err
 
     # an applied migration edited afterwards: refused before anything is built or backed up
     applied = app.dir / "migrations" / "0001_add_profile.sql"
@@ -231,6 +240,17 @@ def test_app_startup_deploy_migrates_as_the_web_starts(make_app) -> None:  # typ
     assert r.returncode == ExitCode.DEPLOY_UNDONE and "deploy failed at web" in r.stderr
     assert fingerprint(app) == good and web_image(app) == image
     assert "<th>bio</th>" in app.page()
+
+    # 0002 ships; a rollback to the web before it meets a ledger it has no file for: that old
+    # web refuses to start (missing migration), the gate catches it, the new web comes back
+    (app.dir / "migrations" / "0003_broken.sql").unlink()
+    assert deploy(app).returncode == 0
+    shipped, now = fingerprint(app), web_image(app)
+    r = run_cli("-C", str(app.dir), "rollback", "--timeout", "60")
+    assert r.returncode == ExitCode.DEPLOY_UNDONE, r.stderr
+    assert "missing migration 0002" in r.stderr or "missing 0002" in r.stderr, r.stderr
+    assert web_image(app) == now and fingerprint(app) == shipped
+    assert app.psql("SELECT max(version) FROM schema_migrations") == "0002"
 
 
 def test_ctrl_c_during_migrate_undoes_and_exits_130(make_app) -> None:  # type: ignore[no-untyped-def]

@@ -163,3 +163,26 @@ def test_recover_restores_the_backup_when_a_migration_has_no_down_section(make_a
     assert r.returncode == 0, r.stderr
     assert "restored" in r.stderr + r.stdout
     assert fingerprint(app) == good and leftovers(app) == []
+
+
+def test_a_killed_rollback_is_finished_by_the_next_rollback(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    assert run_cli("-C", str(app.dir), "deploy", "--timeout", "120").returncode == 0
+    first = web_image(app)
+    release(app, 2)
+    assert run_cli("-C", str(app.dir), "deploy", "--timeout", "120").returncode == 0
+    second = web_image(app)
+    good = fingerprint(app)
+
+    run = Running("-C", str(app.dir), "rollback", "--timeout", "120")
+    run.wait_for("web:")
+    run.signal_group(signal.SIGKILL)
+    run.finish()
+    st = status(app)
+    assert st["interrupted"] is not None and "rollback" in json.dumps(st["interrupted"]), st
+
+    r = run_cli("-C", str(app.dir), "rollback", "--timeout", "120")
+    assert r.returncode == 0, r.stderr
+    assert "finishing its undo first" in r.stderr
+    assert web_image(app) == first != second and fingerprint(app) == good
+    assert "Users r2" not in app.page_soon() and status(app)["interrupted"] is None

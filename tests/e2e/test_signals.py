@@ -153,3 +153,25 @@ def test_sigterm_during_backup_leaves_no_partial_file(make_app) -> None:  # type
     blocker.wait(timeout=30)
     assert code == SIGTERM_EXIT and "Traceback" not in err, err
     assert leftovers(app) == [] and sorted((app.dir / "backups").glob("*.dump")) == before
+
+
+def test_a_second_signal_during_the_undo_does_not_stop_it(make_app) -> None:  # type: ignore[no-untyped-def]
+    """A CI runner that cancels, then cancels again (or kills the group's children with SIGINT):
+    the undo, once begun, finishes; exit 143, the database as it was, the old web serving."""
+    app = make_app("migrator")
+    assert run_cli("-C", str(app.dir), "deploy", "--timeout", "120").returncode == 0
+    good, image = fingerprint(app), web_image(app)
+    migration(app, "0002_a.sql", "CREATE TABLE a (id int);", "DROP TABLE a; SELECT pg_sleep(5);")
+    migration(app, "0003_slow.sql", "SELECT pg_sleep(30);", "SELECT 1;")
+    release(app, 2)
+    run = Running("-C", str(app.dir), "deploy", "--timeout", "120")
+    wait_for_query(app, "pg_sleep(30)", run.p)
+    run.signal_group(signal.SIGTERM)
+    wait_for_query(app, "pg_sleep(5)", run.p)  # the undo: the down section of 0002, under way
+    run.signal_group(signal.SIGTERM)
+    run.signal_group(signal.SIGINT)
+    code, err = run.finish()
+    assert code == SIGTERM_EXIT, err
+    assert "Traceback" not in err and "schema and ledger as before" in err
+    assert fingerprint(app) == good and web_image(app) == image and leftovers(app) == []
+    assert "Users r2" not in app.page_soon()
