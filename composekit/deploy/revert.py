@@ -71,19 +71,7 @@ def _alembic_downgrade_or_restore(s: DeployState) -> str:
     if len(before) <= 1:
         to = before[0] if before else "base"
         s.progress(f"alembic downgrade {to} (from {', '.join(now)})")
-        try:
-            if s.web.new:  # the image that holds the new revisions
-                s.project.tag_image(s.web.new, s.web.name)
-            r = s.project.run(
-                s.settings.migrate_service,
-                ["alembic", "downgrade", to],
-                timeout=s.deadline.remaining(),
-                on_line=lambda ln: s.progress(f"  downgrade | {ln}"),
-                no_deps=True,
-            )
-        finally:
-            point_back(s)
-        if r.returncode == 0:
+        if run_with_new_image(s, ["alembic", "downgrade", to], "downgrade"):
             done = f"alembic downgrade {to} (from {', '.join(now)})"
         else:
             s.progress("alembic downgrade failed; restoring the pre-deploy backup instead")
@@ -135,28 +123,34 @@ def fingerprint(s: DeployState) -> str:
 
 
 def _down_or_restore(s: DeployState, ours: list[str]) -> str:
-    service = s.settings.migrate_service
     files = {m.key: m for m in s.ctx.source.migrations}
     downs = all((m := files.get(version_key(v))) is not None and m.down is not None for v in ours)
     if downs and s.web.new:
         target = max(s.ledger_before, key=version_key) if s.ledger_before else "0"
         argv = ["composekit", "migrate", "down", "--target", target]
         argv += ["--dir", container_migrations_dir(s)]
-        try:
-            s.project.tag_image(s.web.new, s.web.name)  # the image that holds these files
-            r = s.project.run(
-                service,
-                argv,
-                timeout=s.deadline.remaining(),
-                on_line=lambda ln: s.progress(f"  down | {ln}"),
-                no_deps=True,
-            )
-        finally:
-            point_back(s)
-        if r.returncode == 0:
+        if run_with_new_image(s, argv, "down"):
             return f"reverted {', '.join(reversed(ours))} with their down sections"
         s.progress("down sections failed; restoring the pre-deploy backup instead")
     return restore_pre_deploy(s, ours)
+
+
+def run_with_new_image(s: DeployState, argv: list[str], label: str) -> bool:
+    """``argv`` in the migrate service, run from this deploy's new image (it holds the files that
+    know how to undo the new migrations), its output streamed; whether it exited 0."""
+    try:
+        if s.web.new:
+            s.project.tag_image(s.web.new, s.web.name)
+        r = s.project.run(
+            s.settings.migrate_service,
+            argv,
+            timeout=s.deadline.remaining(),
+            on_line=lambda ln: s.progress(f"  {label} | {ln}"),
+            no_deps=True,
+        )
+    finally:
+        point_back(s)
+    return r.returncode == 0
 
 
 def restore_pre_deploy(s: DeployState, ours: list[str]) -> str:
