@@ -21,7 +21,7 @@ from typing import Any
 from composekit import proc
 from composekit.dbtarget import DbTarget
 from composekit.errors import ComposekitError, DockerError, UsageError, VerifyError
-from composekit.files import private_dir, write_private
+from composekit.files import finished, private_dir, unfinished, write_private
 from composekit.progress import Progress, silent
 
 DUMP_SUFFIX = ".dump"
@@ -132,8 +132,9 @@ def take_backup(
     ledger = state.ledger[-1].version if state.ledger else None
     progress(f"pg_dump {target.database} (server {server}) → {final.name}")
     t0 = time.monotonic()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
+    unfinished(tmp)  # removed on the way out, whatever happens (cli.main)
+    try:  # the file is created inside: a signal right after os.open still removes it
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
             try:  # pg_restore --list reads the archive as pg_dump writes it
                 digest, listing = target.project.exec_tee(
@@ -157,8 +158,10 @@ def take_backup(
             os.fsync(out.fileno())
         entries = _listed(listing, tmp)
         tmp.rename(final)  # published only now: a backup that does not list is never seen
+        finished(tmp)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        finished(tmp)
         raise
     backup = Backup(
         name=name,

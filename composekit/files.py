@@ -35,3 +35,26 @@ def append_private(path: Path, line: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a") as f:
         f.write(line.rstrip("\n") + "\n")
+
+
+_UNFINISHED: set[Path] = set()
+
+
+def unfinished(path: Path) -> None:
+    """``path`` is being written and must not outlive this process unless :func:`finished`
+    says so (a signal can land between any two statements, even inside a cleanup handler)."""
+    _UNFINISHED.add(path)
+
+
+def finished(path: Path) -> None:
+    _UNFINISHED.discard(path)
+
+
+def remove_unfinished() -> list[Path]:
+    """Remove whatever is still marked unfinished; the command's last act (see ``cli.main``)."""
+    removed = []
+    for p in sorted(_UNFINISHED):
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    _UNFINISHED.clear()
+    return removed

@@ -80,4 +80,9 @@ def main(argv: list[str] | None = None) -> None:
         out.line(f"error: unexpected {type(exc).__name__}: {out.redactor(str(exc))}", err=True)
         out.line("  fix: rerun with --debug and report the traceback", err=True)
         code = int(ExitCode.UNEXPECTED)
+    from composekit.files import remove_unfinished
+    from composekit.signals import shielded
+
+    with shielded(reraise=False):  # a partial file never outlives the command
+        remove_unfinished()
     sys.exit(code)

@@ -79,9 +79,15 @@ def wait_healthcheck(s: DeployState, service: str, test: list[str]) -> None:
     )
 
 
+CLIENT_ERROR_GRACE_S = 5.0  # a release may answer 404 while its routes load: not for longer
+
+
 def health_gate(url: str, deadline: Deadline, progress: Progress, in_a_row: int = 3) -> None:
-    """``url`` must answer 200 ``in_a_row`` times in a row before the deadline."""
+    """``url`` must answer 200 ``in_a_row`` times in a row before the deadline. Answering only
+    4xx (but 408/429) for :data:`CLIENT_ERROR_GRACE_S` fails at once: that URL is wrong, or this
+    release does not serve it — waiting out the whole --timeout would not change that."""
     streak, last = 0, ""
+    client_errors_since: float | None = None
     while not deadline.expired:
         try:
             with urllib.request.urlopen(url, timeout=deadline.remaining(3) + 0.1) as r:
@@ -94,6 +100,16 @@ def health_gate(url: str, deadline: Deadline, progress: Progress, in_a_row: int 
         streak = streak + 1 if ok else 0
         if streak >= in_a_row:
             return
+        if last.startswith("4") and last not in ("408", "429"):
+            client_errors_since = client_errors_since or time.monotonic()
+            if time.monotonic() - client_errors_since >= CLIENT_ERROR_GRACE_S:
+                raise DockerError(
+                    f"{url} answered {last} for {CLIENT_ERROR_GRACE_S:g}s: the URL is wrong, or "
+                    "this release does not serve it",
+                    hint="check [web] health_url, and that the release serves that path",
+                )
+        else:
+            client_errors_since = None
         time.sleep(min(0.5, deadline.remaining()))
     raise DockerError(
         f"{url} did not answer 200 {in_a_row} times in a row within the --timeout of "
