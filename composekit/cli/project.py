@@ -194,9 +194,21 @@ def status_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         c.out.line(f"problem: {p}")
 
 
-@app.command()
+history_app = typer.Typer(
+    help="Past deploys and rollbacks of this project: when, result, ledger versions, failed step.",
+    epilog="Examples:\n\n  composekit history\n\n  composekit history show --last      "
+    "# where the last run spent its time, its undo\n\n  composekit history show 3",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(history_app, name="history")
+
+
+@history_app.callback(invoke_without_command=True)
 def history(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Past deploys and rollbacks of this project: when, result, ledger versions, failed step."""
+    if ctx.invoked_subcommand is not None:
+        return
     c = cli(ctx)
     records = commands.history(c.settings())
     if as_json:
@@ -204,15 +216,43 @@ def history(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         return
     rows = [
         (
+            str(n),
             r.started[:19],
             r.kind,
             r.env or "-",
             "ok" if r.ok else f"FAILED at {r.failed_step or ''}",
             f"{(r.ledger_before or ['-'])[-1]} → {(r.ledger_after or ['-'])[-1]}",
         )
-        for r in records
+        for n, r in enumerate(records, 1)
     ]
-    c.out.table(rows, ["started (UTC)", "kind", "env", "result", "ledger"])
+    c.out.table(rows, ["#", "started (UTC)", "kind", "env", "result", "ledger"])
+
+
+@history_app.command("show")
+def history_show(
+    ctx: typer.Context,
+    number: Annotated[
+        int | None, typer.Argument(help="Which run (the # column of `composekit history`).")
+    ] = None,
+    last: Annotated[bool, typer.Option("--last", help="The newest run.")] = False,
+) -> None:
+    """One run's steps as a bar chart: where the time went, the failed step, the undo."""
+    from composekit.cli.chart import run_chart
+    from composekit.errors import UsageError
+
+    c = cli(ctx)
+    records = commands.history(c.settings())
+    if not records:
+        raise UsageError("no deploy or rollback on record yet", hint="run composekit deploy")
+    if number is None or last:
+        number = len(records)
+    if not 1 <= number <= len(records):
+        raise UsageError(
+            f"no run #{number}: there are {len(records)}",
+            hint="see the # column of `composekit history`",
+        )
+    for line in run_chart(records[number - 1]):
+        c.out.line(line)
 
 
 @app.command(

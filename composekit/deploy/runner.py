@@ -63,6 +63,7 @@ class StepRecord:
     seconds: float
     detail: str = ""
     undo_detail: str = ""
+    undo_seconds: float = 0.0  # how long its undo took (0: it was not undone)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,11 +72,19 @@ class StepRecord:
             "seconds": round(self.seconds, 2),
             "detail": self.detail,
             "undo": self.undo_detail,
+            "undo_seconds": round(self.undo_seconds, 2),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StepRecord:
-        return cls(d["name"], StepStatus(d["status"]), d["seconds"], d["detail"], d["undo"])
+        return cls(
+            d["name"],
+            StepStatus(d["status"]),
+            d["seconds"],
+            d["detail"],
+            d["undo"],
+            d.get("undo_seconds", 0.0),  # records from before it was kept have none
+        )
 
 
 @dataclass
@@ -131,6 +140,7 @@ def run_steps(
     with shielded(reraise=False) as later:  # a second signal must not stop the undo half-way
         before_undo()
         for step, rec in reversed(done):
+            t0 = time.monotonic()
             try:
                 rec.undo_detail = step.undo()
                 if rec.status is StepStatus.OK:
@@ -142,6 +152,7 @@ def run_steps(
                 rec.undo_detail = _message(exc)
                 progress(f"undo {step.name}: FAILED: {rec.undo_detail}")
                 manual.append(step.manual_undo())
+            rec.undo_seconds = time.monotonic() - t0
     if later:
         progress(f"{len(later)} more signal(s) arrived during the undo; it ran to the end")
     failed_step = report.steps[-1].name

@@ -128,6 +128,15 @@ def test_migrator_deploys_and_undoes_every_kind_of_failure(make_app) -> None:  #
     assert [h["ledger_after"] for h in history] == [["0001"]] * 4
     failed = [next(s["name"] for s in h["steps"] if s["status"] == "failed") for h in history[1:]]
     assert failed == ["migrate", "verify", "web"]
+    # where the last one spent its time, and its undo, newest first after the failure
+    shown = run_cli("-C", str(app.dir), "history", "show", "--last")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert "FAILED at web" in lines[0] and lines[1].startswith("ledger 0001 → 0001")
+    labels = [ln.split("█")[0].strip() for ln in lines[2:-2]]
+    assert labels.index("web") < labels.index("undo web") < labels.index("undo migrate")
+    assert "undone — reverted" in next(ln for ln in lines if ln.strip().startswith("undo migrate"))
+    assert run_cli("-C", str(app.dir), "history", "show", "9").returncode == ExitCode.USAGE
 
 
 def test_two_deploys_from_two_checkouts_never_interleave(make_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
