@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from composekit.config import BackupMode, Settings
-from composekit.progress import Progress, silent
+from composekit.progress import Meter, Progress, no_meter, silent
 
 if TYPE_CHECKING:  # the verbs import what they need when they run: `--help` stays light
     from composekit.adopt import Adoption
@@ -246,6 +246,7 @@ def restore(
     foreign: bool = False,
     snapshots: bool = False,
     progress: Progress = silent,
+    meter: Meter = no_meter,
 ) -> RestoreReport:
     """Restore ``name`` (default: the newest backup) under the deploy lock, stopping the same
     services a deploy's undo stops. ``confirm`` is asked first (None: already confirmed)."""
@@ -285,6 +286,7 @@ def restore(
                 foreign=foreign,
                 progress=progress,
                 before_stop=lambda services: journal.write(step="swap", stopped=services),
+                meter=meter,
             )
         except (ComposekitError, KeyboardInterrupt):
             journal.close()  # it cleaned up after itself (shielded from further signals)

@@ -6,10 +6,49 @@ own, or nothing (:func:`silent`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 Progress = Callable[[str], None]
 
 
 def silent(line: str) -> None:
     """A :data:`Progress` that drops every line."""
+
+
+Meter = Callable[[str, int, int], None]
+"""How far a long operation is: ``(what, done, total)`` — called often (a few times a second);
+the sink decides what to show (see :meth:`composekit.render.Output.meter`)."""
+
+
+def no_meter(what: str, done: int, total: int) -> None:
+    """A :data:`Meter` that shows nothing."""
+
+
+@contextmanager
+def metering(
+    meter: Meter, what: str, total: int, position: Callable[[], int], every: float = 0.25
+) -> Iterator[None]:
+    """Report ``position()`` of ``total`` to ``meter`` from a thread while the block runs; once
+    it ends well, ``total`` of ``total``."""
+    if meter is no_meter:
+        yield
+        return
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(every):
+            try:
+                meter(what, min(position(), total), total)
+            except OSError:  # the file was closed under us: the block is ending
+                return
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(timeout=5)
+    meter(what, total, total)

@@ -35,11 +35,49 @@ def _default(o: Any) -> Any:
     return str(o)
 
 
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
 class Output:
     """Where a command prints: results on stdout, progress and errors on stderr, all redacted."""
 
     def __init__(self, redactor: Redactor | None = None) -> None:
         self.redactor = redactor or Redactor()
+        self.json_progress = False  # --json: progress as JSON lines on stderr
+        self._shown: dict[str, tuple[float, float, int]] = {}  # what -> (first, last shown, bytes)
+
+    def meter(self, what: str, done: int, total: int) -> None:
+        """A live line on a terminal (redrawn, at most 10 times a second); elsewhere a plain line
+        every ~10 s (CI logs); with ``--json`` a JSON object per ~2 s. Always one at 100 %."""
+        import time
+
+        now = time.monotonic()
+        first, last, _ = self._shown.setdefault(what, (now, 0.0, 0))
+        final = done >= total
+        terminal = sys.stderr.isatty()
+        every = 2.0 if self.json_progress else 0.1 if terminal else 10.0
+        if not final and now - last < every:
+            return
+        self._shown[what] = (first, now, done)
+        pct = 100.0 * done / total if total else 100.0
+        rate = done / max(now - first, 1e-6)
+        eta = (total - done) / rate if rate > 0 and not final else 0.0
+        if self.json_progress:
+            event = {"event": "progress", "what": what, "done": done, "total": total}
+            event |= {"percent": round(pct, 1), "eta_s": round(eta, 1)}
+            self.line(json.dumps(event), err=True)
+        else:
+            text = f"… {what}: {pct:5.1f}% ({_mb(done)} of {_mb(total)}, {_mb(int(rate))}/s" + (
+                f", about {eta:.0f}s left)" if not final else ")"
+            )
+            if terminal:
+                sys.stderr.write("\r" + self.redactor(text) + ("\n" if final else ""))
+                sys.stderr.flush()
+            else:
+                self.line(text, err=True)
+        if final:
+            self._shown.pop(what, None)
 
     def to_json(self, data: Any) -> str:
         return self.redactor(json.dumps(data, default=_default, indent=2, sort_keys=False))

@@ -12,6 +12,7 @@ path drops the scratch copy and starts what it stopped.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from composekit.backup import (
 )
 from composekit.dbtarget import DatabaseProps, DbState, DbTarget, quote_ident
 from composekit.errors import VerifyError
-from composekit.progress import Progress, silent
+from composekit.progress import Meter, Progress, metering, no_meter, silent
 from composekit.signals import shielded
 
 
@@ -92,6 +93,7 @@ def restore_backup(
     timeout: float = 3600,
     progress: Progress = silent,
     before_stop: Callable[[list[str]], None] = lambda services: None,
+    meter: Meter = no_meter,
 ) -> RestoreReport:
     """Restore ``name`` (default: the newest of this project and database) — verified first, its
     origin checked, restored into a scratch database keeping object ownership, the users stopped,
@@ -122,7 +124,7 @@ def restore_backup(
             notes.append(
                 f"objects owned by {', '.join(missing)} (no such role here) now belong to {target.user}"
             )
-        _load_into(target, b, scratch, timeout, keep_owners=not missing)
+        _load_into(target, b, scratch, timeout, keep_owners=not missing, meter=meter)
         restored_ledger = target.ledger_version(scratch)
         if b.ledger_version is not None and restored_ledger != b.ledger_version:
             raise VerifyError(
@@ -236,7 +238,13 @@ def _swap(target: DbTarget, scratch: str, then: list[str]) -> None:
 
 
 def _load_into(
-    target: DbTarget, b: Backup, database: str, timeout: float, *, keep_owners: bool
+    target: DbTarget,
+    b: Backup,
+    database: str,
+    timeout: float,
+    *,
+    keep_owners: bool,
+    meter: Meter = no_meter,
 ) -> None:
     if b.format == "plain":
         argv = [
@@ -258,8 +266,16 @@ def _load_into(
         argv += [] if keep_owners else ["--no-owner", "--role", target.user]
         argv += ["-U", target.user, "-d", database]
     with open(b.path, "rb") as inp:
+        # the child reads our open file: its offset (shared) is how far the restore has come
+        where = inp.fileno()
         try:
-            target.project.exec_from_file(target.service, argv, inp, timeout=timeout)
+            with metering(
+                meter,
+                f"restoring {b.path.name}",
+                b.path.stat().st_size,
+                lambda: os.lseek(where, 0, os.SEEK_CUR),
+            ):
+                target.project.exec_from_file(target.service, argv, inp, timeout=timeout)
         except proc.CommandFailed as exc:
             last = (
                 exc.stderr.strip().splitlines()[-1]

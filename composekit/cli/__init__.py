@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ctx = CliContext()
     out = ctx.out
+    out.json_progress = "--json" in args
     debug = "--debug" in args
     try:
         with stop_on_signals() as received:  # SIGINT, SIGTERM, SIGHUP: undo, then 128 + signal

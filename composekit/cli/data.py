@@ -144,6 +144,7 @@ def restore(
         foreign=foreign,
         snapshots=snapshots,
         progress=c.out.progress,
+        meter=c.out.meter,
     )
     if as_json:
         c.out.emit_json(report)

@@ -530,3 +530,54 @@ def test_backup_and_restore_as_a_library(seeded: ComposeProject) -> None:
     report = restore_backup(target, settings.backups_path, b.path.name, stop_services=["web"])
     assert report.ledger_version == "0002" and report.snapshot is not None
     assert report.stopped == ["web"] and fingerprint(project) == before
+
+
+def test_restore_shows_how_far_it_is_on_a_terminal_in_ci_logs_and_as_json(
+    seeded: ComposeProject,
+) -> None:
+    """The archive offset pg_restore has read is the progress: a redrawn line on a terminal, plain
+    lines elsewhere, JSON events with --json — each ending at 100 %."""
+    import os
+    import pty
+    import sys
+
+    project = seeded
+    psql(
+        project,
+        "INSERT INTO orders (user_id, total) SELECT 1 + g % 50, g FROM generate_series(1, 50000) g",
+    )
+    b = json.loads(ck(project, "backup", "--json").stdout)
+    name = Path(b["path"]).name
+    size = b["size"]
+
+    r = ck(project, "restore", name, "--yes", "--no-snapshot")  # not a terminal: plain lines
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith(f"… restoring {name}: ")]
+    assert lines and lines[-1].startswith(f"… restoring {name}: 100.0% (") and "\r" not in r.stderr
+
+    r = ck(project, "restore", name, "--yes", "--no-snapshot", "--json")
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(ln) for ln in r.stderr.splitlines() if ln.startswith('{"event"')]
+    assert events and events[-1] == {
+        "event": "progress", "what": f"restoring {name}", "done": size, "total": size,
+        "percent": 100.0, "eta_s": 0.0,
+    }  # fmt: skip
+    assert json.loads(r.stdout)["restored"]["path"] == b["path"]  # stdout stays the report
+
+    main, tty = pty.openpty()
+    p = subprocess.Popen(
+        [sys.executable, "-m", "composekit", "-C", str(project.project_dir), "restore", name,
+         "--yes", "--no-snapshot"],
+        stdin=tty, stdout=tty, stderr=tty,
+    )  # fmt: skip
+    os.close(tty)
+    seen = b""
+    try:
+        while chunk := os.read(main, 4096):
+            seen += chunk
+    except OSError:  # the terminal closed with the process
+        pass
+    os.close(main)
+    assert p.wait(timeout=120) == 0, seen
+    text = seen.decode(errors="replace")
+    assert f"\r… restoring {name}: " in text and f"{name}: 100.0% (" in text, text
