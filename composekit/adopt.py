@@ -41,11 +41,6 @@ class Adoption:
     toml: str = ""
     written: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, object]:
-        d = dict(self.__dict__)
-        d["directory"] = str(self.directory)
-        return d
-
 
 def _argv(svc: dict[str, Any]) -> list[str]:
     return [str(a) for a in [*(svc.get("entrypoint") or []), *(svc.get("command") or [])]]

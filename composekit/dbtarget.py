@@ -116,12 +116,18 @@ class DbTarget:
 
     def alembic_revisions(self) -> list[str] | None:
         """Alembic's ledger: the revision(s) in ``alembic_version`` (None: no such table)."""
-        if self.psql("SELECT to_regclass('alembic_version') IS NOT NULL") != "t":
-            return None
-        out = self.psql(
-            "SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version"
+        script = (  # one round trip, as read_state
+            "SELECT to_regclass('alembic_version') IS NOT NULL AS ck_has \\gset\n"
+            "\\if :ck_has\n"
+            "SELECT json_agg(version_num ORDER BY version_num) FROM alembic_version;\n"
+            "\\else\n"
+            "SELECT 'no table';\n"
+            "\\endif\n"
         )
-        return out.split(",") if out else []
+        out = self.psql(script=script)
+        if out == "no table":
+            return None
+        return list(json.loads(out)) if out else []  # json_agg of no rows is NULL
 
     def ledger_version(self, database: str | None = None) -> str | None:
         """The newest applied version in ``database`` (default: the app's)."""

@@ -65,14 +65,6 @@ class ScaffoldResult:
     ci: str
     files: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "directory": str(self.directory),
-            "layout": self.layout,
-            "ci": self.ci,
-            "files": self.files,
-        }
-
 
 def _resource_dir(name: str) -> Path:
     """``templates/`` etc. in a checkout, ``composekit/_templates`` in an installed wheel."""

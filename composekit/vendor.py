@@ -105,14 +105,6 @@ class VendorResult:
     removed: list[str]
     requirements_changed: bool
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "wheel": str(self.wheel),
-            "version": self.version,
-            "removed": self.removed,
-            "requirements_changed": self.requirements_changed,
-        }
-
 
 def pin_requirements(text: str, version: str = __version__) -> str:
     """``text`` (a requirements file) with composekit pinned to ``version`` and pip pointed at

@@ -95,3 +95,27 @@ class Running:
         self.p.wait(timeout=timeout)
         self._reader.join(timeout=10)
         return self.p.returncode, "".join(self.lines)
+
+
+def on_a_terminal(*args: str, answer: bytes | None = None) -> tuple[int, str]:
+    """Run the real ``composekit`` with a pseudo-terminal as stdin, stdout and stderr (as a person
+    at a shell); with ``answer``, type it once it asks ``[y/N]``. Its exit code and all it showed."""
+    import pty
+
+    main, tty = pty.openpty()
+    p = subprocess.Popen(
+        [sys.executable, "-m", "composekit", *args], stdin=tty, stdout=tty, stderr=tty
+    )
+    os.close(tty)
+    seen = b""
+    if answer is not None:
+        while b"[y/N]" not in seen:
+            seen += os.read(main, 1024)
+        os.write(main, answer + b"\n")
+    try:
+        while chunk := os.read(main, 4096):
+            seen += chunk
+    except OSError:  # the terminal closed with the process
+        pass
+    os.close(main)
+    return p.wait(timeout=120), seen.decode(errors="replace")

@@ -9,6 +9,7 @@ failed state, reporting per table the row counts that differ.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 
 from composekit.deploy.state import DeployState
 from composekit.deploy.web import point_back
@@ -39,50 +40,49 @@ def container_migrations_dir(s: DeployState) -> str:
 
 
 def revert_database(s: DeployState) -> str:
-    """Undo what the migrations of this deploy did (down sections, else restore), then check the
-    database is back: same schema, same ledger — else restore the backup, else fail (exit 8)."""
+    """Undo what the migrations of this deploy did (down sections or ``alembic downgrade``, else
+    restore), then check the database is back: same schema, same ledger — else restore the
+    backup, else fail (exit 8)."""
     service = s.settings.migrate_service
     if s.project.remove_oneoffs(service):
         s.progress(f"removed a {service} container still running from this deploy")
+    revert: Callable[[DeployState, list[str]], str]  # "": it could not, or it failed
     if s.ctx.alembic:
-        return _alembic_downgrade_or_restore(s)
-    if s.ctx.opaque:  # what it changed cannot be known: the backup from before it ran
+        now = s.ledger() or []
+        ours = now if now != (s.ledger_before or []) else []
+        what, how, revert = "alembic revision", "alembic downgrade", _alembic_downgrade
+    elif s.ctx.opaque:  # what it changed cannot be known: the backup from before it ran
         done = restore_pre_deploy(s, ["whatever the migrator changed"])
         return done + "; " + check_undone(s)
-    ours = applied_since(s, s.ctx.target.applied() or [])
+    else:
+        ours = applied_since(s, s.ctx.target.applied() or [])
+        what, how, revert = "migration", "the down sections", _down_sections
     if not ours:
-        return "no migration of this deploy was applied; " + check_undone(s)
-    done = _down_or_restore(s, ours)
-    difference = undone_difference(s)
-    if difference and s.backup is not None and not done.startswith("restored"):
-        s.progress(f"after the down sections {difference}; restoring the pre-deploy backup")
+        return f"no {what} of this deploy was applied; " + check_undone(s)
+    done = revert(s, ours)
+    if done:
+        difference = undone_difference(s)
+        if difference and s.backup is not None:
+            s.progress(f"after {how} {difference}; restoring the pre-deploy backup")
+            done = ""
+    if not done:
         done = restore_pre_deploy(s, ours)
     return done + "; " + check_undone(s)
 
 
-def _alembic_downgrade_or_restore(s: DeployState) -> str:
-    """``alembic downgrade`` to the revision the deploy found (with the new image: it holds the
-    new revisions' downgrade code), then the undo check; a failed or incomplete downgrade, or
-    several heads, fall back to the pre-deploy backup."""
-    before, now = s.ledger_before or [], s.ledger() or []
-    if now == before:
-        return "no alembic revision of this deploy was applied; " + check_undone(s)
-    done = ""
-    if len(before) <= 1:
-        to = before[0] if before else "base"
-        s.progress(f"alembic downgrade {to} (from {', '.join(now)})")
-        if run_with_new_image(s, ["alembic", "downgrade", to], "downgrade"):
-            done = f"alembic downgrade {to} (from {', '.join(now)})"
-        else:
-            s.progress("alembic downgrade failed; restoring the pre-deploy backup instead")
-    if done:
-        difference = undone_difference(s)
-        if difference and s.backup is not None:
-            s.progress(f"after alembic downgrade {difference}; restoring the pre-deploy backup")
-            done = ""
-    if not done:
-        done = restore_pre_deploy(s, [f"alembic {', '.join(now)}"])
-    return done + "; " + check_undone(s)
+def _alembic_downgrade(s: DeployState, ours: list[str]) -> str:
+    """``alembic downgrade`` to the revision the deploy found, with the new image (it holds the
+    new revisions' downgrade code); "" when it failed, or with several heads (not attempted)."""
+    before = s.ledger_before or []
+    if len(before) > 1:
+        return ""
+    to = before[0] if before else "base"
+    done = f"alembic downgrade {to} (from {', '.join(ours)})"
+    s.progress(done)
+    if run_with_new_image(s, ["alembic", "downgrade", to], "downgrade"):
+        return done
+    s.progress("alembic downgrade failed; restoring the pre-deploy backup instead")
+    return ""
 
 
 def undone_difference(s: DeployState) -> str:
@@ -122,17 +122,20 @@ def fingerprint(s: DeployState) -> str:
     )
 
 
-def _down_or_restore(s: DeployState, ours: list[str]) -> str:
+def _down_sections(s: DeployState, ours: list[str]) -> str:
+    """``composekit migrate down`` to the version the deploy found, with the new image (it holds
+    these files); "" when one has no down section (not attempted) or the run failed."""
     files = {m.key: m for m in s.ctx.source.migrations}
     downs = all((m := files.get(version_key(v))) is not None and m.down is not None for v in ours)
-    if downs and s.web.new:
-        target = max(s.ledger_before, key=version_key) if s.ledger_before else "0"
-        argv = ["composekit", "migrate", "down", "--target", target]
-        argv += ["--dir", container_migrations_dir(s)]
-        if run_with_new_image(s, argv, "down"):
-            return f"reverted {', '.join(reversed(ours))} with their down sections"
-        s.progress("down sections failed; restoring the pre-deploy backup instead")
-    return restore_pre_deploy(s, ours)
+    if not (downs and s.web.new):
+        return ""
+    target = max(s.ledger_before, key=version_key) if s.ledger_before else "0"
+    argv = ["composekit", "migrate", "down", "--target", target]
+    argv += ["--dir", container_migrations_dir(s)]
+    if run_with_new_image(s, argv, "down"):
+        return f"reverted {', '.join(reversed(ours))} with their down sections"
+    s.progress("down sections failed; restoring the pre-deploy backup instead")
+    return ""
 
 
 def run_with_new_image(s: DeployState, argv: list[str], label: str) -> bool:

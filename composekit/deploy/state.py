@@ -36,12 +36,19 @@ class DeployContext:
     backup_mode: BackupMode = BackupMode.AUTO
     maintenance: bool = False
     kind: RunKind = RunKind.DEPLOY
-    opaque: bool = False
-    """The migrator is the project's own command: composekit cannot see what it applies, so it
-    always runs, the backup is always taken, and its undo is a restore of that backup."""
-    alembic: bool = False
-    """An opaque migrator that is Alembic: its ledger is ``alembic_version``, and its undo is
-    ``alembic downgrade`` to the revision before the deploy (else the restore)."""
+    migrator: str = "composekit"  # what runs the migrations: see :func:`migrator_kind`
+
+    @property
+    def opaque(self) -> bool:
+        """The migrator is the project's own command: composekit cannot see what it applies, so
+        it always runs, the backup is always taken, and its undo is a restore of that backup."""
+        return self.migrator != "composekit"
+
+    @property
+    def alembic(self) -> bool:
+        """An opaque migrator that is Alembic: its ledger is ``alembic_version``, and its undo is
+        ``alembic downgrade`` to the revision before the deploy (else the restore)."""
+        return self.migrator == "alembic"
 
 
 @dataclass
@@ -128,9 +135,8 @@ def new_state(
     if env and overlay is None:
         raise UsageError(f"unknown environment {env!r}", hint="use --env staging or --env prod")
     project = ComposeProject.from_settings(settings, overlay=overlay)
-    kind_of_migrator = migrator_kind(settings, project)
-    opaque = kind_of_migrator != "composekit"
-    if opaque and not settings.migrations_path.is_dir():
+    migrator = migrator_kind(settings, project)
+    if migrator != "composekit" and not settings.migrations_path.is_dir():
         migrations = False  # the project's own migrator keeps its migrations its own way
     ctx = DeployContext(
         settings,
@@ -145,8 +151,7 @@ def new_state(
         backup_mode,
         maintenance,
         kind,
-        opaque,
-        kind_of_migrator == "alembic",
+        migrator,
     )
     return DeployState(ctx, deadline)
 

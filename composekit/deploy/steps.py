@@ -146,14 +146,17 @@ class DeployLock(StateStep):
         self.s.journal = Journal.start(
             self.s.settings.project_dir, self.s.kind, env=self.s.ctx.env, step=self.name
         )
-        rows = target.ledger_rows()
-        self.s.ledger_before = [r.version for r in rows] if rows is not None else None
         if self.s.ctx.alembic:
             self.s.ledger_before = target.alembic_revisions()
-        if self.check_ledger and not self.s.ctx.opaque:  # refused by the migrator: say so now
-            _, problems = compare(rows or [], self.s.ctx.source)
-            if problems:
-                raise drift_error(problems, self.s.settings.migrations_path, target.ledger_table)
+        else:
+            rows = target.ledger_rows()
+            self.s.ledger_before = [r.version for r in rows] if rows is not None else None
+            if self.check_ledger and not self.s.ctx.opaque:  # refused by the migrator: now
+                _, problems = compare(rows or [], self.s.ctx.source)
+                if problems:
+                    raise drift_error(
+                        problems, self.s.settings.migrations_path, target.ledger_table
+                    )
         current = self.s.ledger_before[-1] if self.s.ledger_before else "nothing applied"
         return f"ledger at {current}; pending: {', '.join(self.s.pending()) or 'none'}"
 

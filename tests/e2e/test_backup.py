@@ -16,7 +16,7 @@ from composekit.compose import ComposeProject
 from composekit.errors import ExitCode
 from composekit.images import POSTGRES_IMAGE, PYTHON_IMAGE
 from tests.apps import database_state
-from tests.helpers import run_cli
+from tests.helpers import on_a_terminal, run_cli
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "Backup-Secret-pw-42"
@@ -473,9 +473,6 @@ def test_restore_refuses_what_does_not_fit_and_keeps_its_options(seeded: Compose
 
 def test_on_a_terminal_restore_asks_first(seeded: ComposeProject) -> None:
     """With a terminal and no --yes, restore asks; "n" changes nothing (exit 2), "y" restores."""
-    import os
-    import pty
-    import sys
 
     project = seeded
     assert ck(project, "backup").returncode == 0
@@ -483,24 +480,7 @@ def test_on_a_terminal_restore_asks_first(seeded: ComposeProject) -> None:
     state = fingerprint(project)
 
     def answer(reply: bytes) -> tuple[int, str]:
-        main, tty = pty.openpty()
-        p = subprocess.Popen(
-            [sys.executable, "-m", "composekit", "-C", str(project.project_dir), "restore", "--latest"],
-            stdin=tty, stdout=tty, stderr=tty,
-        )  # fmt: skip
-        os.close(tty)
-        seen = b""
-        while b"[y/N]" not in seen:
-            seen += os.read(main, 1024)
-        os.write(main, reply + b"\n")
-        code = p.wait(timeout=120)
-        try:
-            while chunk := os.read(main, 4096):
-                seen += chunk
-        except OSError:  # the terminal closed with the process
-            pass
-        os.close(main)
-        return code, seen.decode(errors="replace")
+        return on_a_terminal("-C", str(project.project_dir), "restore", "--latest", answer=reply)
 
     code, out = answer(b"n")
     assert "Replace database appdb with" in out and "a safety snapshot is taken first" in out
@@ -537,9 +517,6 @@ def test_restore_shows_how_far_it_is_on_a_terminal_in_ci_logs_and_as_json(
 ) -> None:
     """The archive offset pg_restore has read is the progress: a redrawn line on a terminal, plain
     lines elsewhere, JSON events with --json — each ending at 100 %."""
-    import os
-    import pty
-    import sys
 
     project = seeded
     psql(
@@ -564,20 +541,8 @@ def test_restore_shows_how_far_it_is_on_a_terminal_in_ci_logs_and_as_json(
     }  # fmt: skip
     assert json.loads(r.stdout)["restored"]["path"] == b["path"]  # stdout stays the report
 
-    main, tty = pty.openpty()
-    p = subprocess.Popen(
-        [sys.executable, "-m", "composekit", "-C", str(project.project_dir), "restore", name,
-         "--yes", "--no-snapshot"],
-        stdin=tty, stdout=tty, stderr=tty,
-    )  # fmt: skip
-    os.close(tty)
-    seen = b""
-    try:
-        while chunk := os.read(main, 4096):
-            seen += chunk
-    except OSError:  # the terminal closed with the process
-        pass
-    os.close(main)
-    assert p.wait(timeout=120) == 0, seen
-    text = seen.decode(errors="replace")
+    code, text = on_a_terminal(
+        "-C", str(project.project_dir), "restore", name, "--yes", "--no-snapshot"
+    )
+    assert code == 0, text
     assert f"\r… restoring {name}: " in text and f"{name}: 100.0% (" in text, text
