@@ -52,6 +52,17 @@ def _is_postgres(svc: dict[str, Any]) -> bool:
     return bool(_POSTGRES_IMAGE.search(image.split("@")[0])) or "pg_isready" in test
 
 
+def databases(services: dict[str, dict[str, Any]]) -> list[str]:
+    """The services that are a PostgreSQL server: a postgres image or a pg_isready healthcheck —
+    but not a one-off (``restart: "no"``, or a migrator by name) that merely uses that image for
+    its psql."""
+    return sorted(
+        n
+        for n, s in services.items()
+        if _is_postgres(s) and str(s.get("restart", "")) != "no" and "migrat" not in n.lower()
+    )
+
+
 def _settings_from(svc: dict[str, Any]) -> str:
     names = set((svc.get("environment") or {}).keys())
     if "DATABASE_URL" in names:
@@ -88,9 +99,7 @@ def find(
                 f"{flag} {name}: no such service (services: {', '.join(sorted(services))})",
                 hint="name one of the services in the compose file(s)",
             )
-    db = db or _pick(
-        sorted(n for n, s in services.items() if _is_postgres(s)), "PostgreSQL", "--db"
-    )
+    db = db or _pick(databases(services), "PostgreSQL", "--db")
     if db is None:
         raise ConfigError(
             f"no PostgreSQL service in {', '.join(f.name for f in project.files)} (no postgres "

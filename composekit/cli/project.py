@@ -175,8 +175,13 @@ def status_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         [(s.service, s.state, s.health or "-", s.image) for s in st.services],
         ["service", "state", "health", "image"],
     )
-    if st.pending is None:
+    if st.pending is None and any(p.startswith("database:") for p in st.problems):
         c.out.line("ledger: unknown; pending: unknown (the database could not be read)")
+    elif st.pending is None:  # no migrations directory: the project's own migrator keeps them
+        c.out.line(
+            f"ledger: {st.ledger_version or 'none of composekit'}; pending: not known here "
+            "(no migrations directory: the project's own migrator keeps its migrations)"
+        )
     else:
         pending = ", ".join(st.pending) or "none"
         c.out.line(f"ledger: {st.ledger_version or 'nothing applied'}; pending: {pending}")

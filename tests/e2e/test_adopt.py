@@ -188,6 +188,8 @@ def test_the_guides_phase_4_project_is_adopted_without_editing_its_files(phase4)
     st = run_cli("-C", str(d), "status", "--json")
     assert st.returncode == 0, st.stderr
     assert {s["service"] for s in json.loads(st.stdout)["services"]} >= {"db", "web"}
+    text = run_cli("-C", str(d), "status").stdout
+    assert "pending: not known here (no migrations directory" in text, text
     b = run_cli("-C", str(d), "backup", "--json")
     assert b.returncode == 0, b.stderr
     assert json.loads(b.stdout)["database"] == "appdb"

@@ -111,3 +111,21 @@ def test_documented_defaults(tmp_path: Path) -> None:
     for verb in ("deploy", "rollback"):
         text = " ".join(run_cli(verb, "--help").stdout.split())
         assert "--timeout" in text and "[default: 900" in text, text
+
+
+def test_adopt_takes_the_postgres_server_not_a_one_off_using_its_image() -> None:
+    from composekit.adopt import databases
+
+    pg = {"image": "postgres:16"}
+    services = {
+        "db": {**pg, "healthcheck": {"test": ["CMD-SHELL", "pg_isready"]}},
+        "migrate": {**pg, "restart": "no", "command": ["psql", "-c", "SELECT 1"]},
+        "schema-migrator": {**pg, "command": ["psql"]},
+        "web": {"image": "python:3.12-slim"},
+        "cache": {"image": "redis:7", "healthcheck": {"test": ["CMD", "redis-cli", "ping"]}},
+    }
+    assert databases(services) == ["db"]
+    assert databases({"pg": {"image": "docker.io/library/postgres:15-alpine"}, **{"x": {}}}) == [
+        "pg"
+    ]
+    assert databases({"a": pg, "b": {"image": "postgis/postgis:16-3.4"}}) == ["a", "b"]  # ask
