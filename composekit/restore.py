@@ -154,7 +154,7 @@ def restore_backup(
             progress("a signal arrived during the swap: too late to stop, the restore is done")
     except BaseException:
         with shielded():  # a signal while cleaning up must not leave a full copy of the data
-            target.psql(drop_scratch, database="postgres")
+            _drop_scratch(target, scratch)
         raise
     finally:
         if stopped:
@@ -166,6 +166,24 @@ def restore_backup(
     return RestoreReport(  # the restored ledger was read from the scratch database before the swap
         b, snap, target.database, stopped, restored_ledger, time.monotonic() - t0, changes, notes
     )
+
+
+def _drop_scratch(target: DbTarget, scratch: str, wait: float = 15) -> None:
+    """Drop the scratch copy — and again if it comes back: a ``CREATE DATABASE`` whose client the
+    signal ended still runs to its commit inside the container."""
+    q, lit = quote_ident(scratch), scratch.replace("'", "''")
+    deadline = time.monotonic() + wait
+    while True:
+        left = target.psql(
+            f"DROP DATABASE IF EXISTS {q} WITH (FORCE)",
+            "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND "
+            f"query ILIKE '%CREATE DATABASE%{lit}%'",
+            database="postgres",
+        )
+        if left.splitlines()[-1:] == ["0"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    target.psql(f"DROP DATABASE IF EXISTS {q} WITH (FORCE)", database="postgres")
 
 
 def side_databases(database: str) -> tuple[str, str]:
