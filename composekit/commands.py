@@ -20,8 +20,10 @@ from composekit.progress import Meter, Progress, no_meter, silent
 if TYPE_CHECKING:  # the verbs import what they need when they run: `--help` stays light
     from composekit.adopt import Adoption
     from composekit.backup import Backup
+    from composekit.compose import ComposeProject
     from composekit.deploy import HistoryRecord, KeptImage
     from composekit.doctor import DoctorReport
+    from composekit.lint import LintReport
     from composekit.migrations import Migrator, PlannedStep, RunResult, Status
     from composekit.restore import RestoreReport
     from composekit.scaffold import ScaffoldResult
@@ -50,6 +52,7 @@ def init(
     db_image: str,
     force: bool,
     python_image: str = "python:3.12-slim",
+    proxy_image: str = "haproxy:2.6",
 ) -> ScaffoldResult:
     from composekit.scaffold import scaffold
 
@@ -60,6 +63,7 @@ def init(
         name=name,
         db_image=db_image,
         python_image=python_image,
+        proxy_image=proxy_image,
         force=force,
     )
 
@@ -88,6 +92,14 @@ def status(settings: Settings) -> ProjectStatus:
     from composekit.status import project_status
 
     return project_status(settings)
+
+
+def lint(settings: Settings, paths: Sequence[Path] = (), *, strict: bool = False) -> LintReport:
+    """Lint migration files (default: the project's migrations folder and its ``post/``)."""
+    from composekit.lint import config_of, lint_paths
+
+    config = config_of(settings.lint_disable, strict or settings.lint_strict)
+    return lint_paths(list(paths) or [settings.migrations_path], settings.migrations_format, config)
 
 
 def history(settings: Settings) -> list[HistoryRecord]:
@@ -167,13 +179,14 @@ def migrate_up(
     steps: int | None = None,
     atomic: bool = False,
     allow_out_of_order: bool = False,
+    phase: str = "all",
     dry_run: bool = False,
     progress: Progress = silent,
 ) -> RunResult | list[PlannedStep]:
     m = _migrator(settings, progress, allow_out_of_order=allow_out_of_order)
     if dry_run:
         return m.plan("up", target, steps)
-    return m.upgrade(target=target, steps=steps, atomic=atomic)
+    return m.upgrade(target=target, steps=steps, atomic=atomic, phase=phase)
 
 
 def migrate_down(
@@ -276,6 +289,12 @@ def restore(
             )
             recover_leftover(s)
         journal = Journal.start(settings.project_dir, "restore")
+        page = _maintenance_page(settings, target.project)
+
+        def stopping(services: list[str]) -> None:
+            journal.write(step="swap", stopped=services)  # started again, should it be killed
+            page(services, True)
+
         try:
             report = restore_backup(
                 target,
@@ -285,7 +304,8 @@ def restore(
                 stop_services=settings.database_users,
                 foreign=foreign,
                 progress=progress,
-                before_stop=lambda services: journal.write(step="swap", stopped=services),
+                before_stop=stopping,
+                after_start=lambda services: page(services, False),
                 meter=meter,
             )
         except (ComposekitError, KeyboardInterrupt):
@@ -293,6 +313,26 @@ def restore(
             raise
         journal.close()
         return report
+
+
+def _maintenance_page(
+    settings: Settings, project: ComposeProject
+) -> Callable[[list[str], bool], None]:
+    """While a restore has the web stopped, the proxy in front of it (if running) shows its
+    maintenance page (503, Retry-After) instead of failing requests; then sends to the web again."""
+    from composekit.proxy import Proxy
+
+    proxy = Proxy.of(settings, project)
+
+    def page(services: list[str], on: bool) -> None:
+        if proxy is None or settings.web_service not in services:
+            return
+        if not project.ps([proxy.service], all=False):
+            return
+        serving = [c.name for c in project.ps([settings.web_service], all=False)]
+        proxy.set(serving or None, maintenance=on)
+
+    return page
 
 
 def recover(
@@ -319,6 +359,8 @@ def deploy(
     backup_mode: BackupMode = BackupMode.AUTO,
     lock_wait: float = 0,
     maintenance: bool = False,
+    scale: int | None = None,
+    allow_lint: bool = False,
     dry_run: bool = False,
     progress: Progress = silent,
 ) -> HistoryRecord | list[str]:
@@ -333,6 +375,8 @@ def deploy(
         progress=progress,
         backup_mode=backup_mode,
         maintenance=maintenance,
+        scale=scale,
+        allow_lint=allow_lint,
     )
     return execute(s, plan_steps(s, lock_wait), kind=RunKind.DEPLOY, dry_run=dry_run)
 

@@ -37,6 +37,8 @@ class ServiceState:
     image_id: str
     exit_code: int | None
     config_hash: str = ""  # Compose's hash of the service configuration it was created from
+    number: int = 0  # Compose's container number (web-1, web-2, ...)
+    started: str = ""  # when it last started (Docker's StartedAt)
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -230,8 +232,39 @@ class ComposeProject:
         return None  # NONE
 
     def replicas(self, service: str) -> int:
+        return self.replicas_set(service) or 1
+
+    def replicas_set(self, service: str) -> int | None:
+        """``deploy.replicas`` (or ``scale``) as the compose files set it; None when they do not."""
         svc = self.config().get("services", {}).get(service, {})
-        return int((svc.get("deploy") or {}).get("replicas") or svc.get("scale") or 1)
+        n = (svc.get("deploy") or {}).get("replicas") or svc.get("scale")
+        return int(n) if n else None
+
+    def port(self, service: str, private: int) -> str:
+        """``host:port`` where ``service`` publishes its container port ``private``."""
+        out = self._read(
+            self.compose_argv("port", service, str(private)), "docker compose port"
+        ).split()
+        if not out or out[0].endswith(":0"):
+            raise DockerError(
+                f"{service} publishes no port {private}",
+                hint=f"see the ports: of {service} in the compose file",
+            )
+        host, _, port = out[0].rpartition(":")
+        return f"{'127.0.0.1' if host in ('0.0.0.0', '::', '[::]') else host}:{port}"
+
+    def remove_containers(self, names: Sequence[str], stop_timeout: int = 10) -> None:
+        """Stop (``SIGTERM``, up to ``stop_timeout`` s) then remove these containers, by name."""
+        for args, timeout in (
+            (["stop", "--time", str(stop_timeout)], stop_timeout + 120),
+            (["rm", "--force"], 120),
+        ):
+            if not names:
+                return
+            r = proc.run([self._docker(), *args, *names], timeout=timeout, check=False)
+            errors = [ln for ln in r.stderr.splitlines() if "no such container" not in ln.lower()]
+            if r.returncode != 0 and any(ln.strip() for ln in errors):
+                raise translate(f"docker {args[0]}", r.stderr, r.returncode)
 
     def services(self) -> list[str]:
         """Every service, including those behind a profile."""
@@ -336,6 +369,8 @@ class ComposeProject:
                     image_id=str(c.get("Image", "")),
                     exit_code=st.get("ExitCode"),
                     config_hash=labels.get("com.docker.compose.config-hash", ""),
+                    number=int(labels.get("com.docker.compose.container-number") or 0),
+                    started=str(st.get("StartedAt", "")),
                 )
             )
         return out
@@ -363,6 +398,11 @@ class ComposeProject:
     def logs(self, service: str, tail: int = 50) -> str:
         with docker_errors("docker compose logs"):
             return str(self.client.compose.logs([service], tail=str(tail), no_log_prefix=True))
+
+    def container_logs(self, name: str, tail: int = 8) -> list[str]:
+        """The last non-empty lines one container wrote (stdout and stderr)."""
+        r = proc.run([self._docker(), "logs", "--tail", str(tail), name], timeout=30, check=False)
+        return [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
 
     def image_of(self, service: str) -> str | None:
         """Image ID the first running container of ``service`` uses, if any."""

@@ -68,13 +68,17 @@ class Settings:
     db_service: str = "db"
     web_service: str = "web"
     migrator_service: str = "migrator"
+    proxy_service: str = "proxy"  # the reverse proxy in front of the web, when the project has it
     health_url: str | None = None
     backups_dir: Path = Path("backups")
     keep_backups: int = 10
     keep_images: int = 3  # previous web images kept tagged for `composekit rollback`
+    drain_timeout: float = 30.0  # seconds the old web gets to finish requests in flight
     maintenance_services: tuple[str, ...] = ()
     expected_schema: str | None = None  # deploy's verify step compares the schema with this file
     migrator_kind: str = "auto"  # composekit | opaque (a project's own command) | alembic | auto
+    lint_disable: tuple[str, ...] = ()  # [lint] disable: rule ids not checked
+    lint_strict: bool = False  # [lint] strict: warnings count as errors
     source: dict[str, str] = field(default_factory=dict, compare=False)
     """Where each non-default value came from (``flag``, ``env:NAME``, ``file:PATH``)."""
     secrets: tuple[str, ...] = field(default=(), compare=False, repr=False)
@@ -133,6 +137,7 @@ _LEAST: dict[str, tuple[float, str]] = {
     "lock_retries": (0, "retries after a lock timeout (0: none)"),
     "keep_backups": (1, "backups to keep (at least 1)"),
     "keep_images": (1, "previous web images kept for rollback (at least 1)"),
+    "drain_timeout": (0, "seconds the old web gets to finish its requests (0: do not wait)"),
 }
 _SECRET_KEY = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|_KEY$|^KEY$", re.IGNORECASE)
 _ENV_EXTRA = {"DATABASE_URL": "database_url"}
@@ -261,6 +266,7 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
         ("services", "db"): "db_service",
         ("services", "web"): "web_service",
         ("services", "migrator"): "migrator_service",
+        ("services", "proxy"): "proxy_service",
         ("database", "url"): "database_url",
         ("migrations", "dir"): "migrations_dir",
         ("migrations", "table"): "ledger_table",
@@ -272,6 +278,7 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
         ("backups", "keep"): "keep_backups",
         ("web", "health_url"): "health_url",
         ("web", "keep_images"): "keep_images",
+        ("web", "drain_timeout"): "drain_timeout",
         ("deploy", "maintenance"): "maintenance_services",
         ("deploy", "expected_schema"): "expected_schema",
         ("deploy", "migrator"): "migrator_kind",

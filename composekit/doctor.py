@@ -133,7 +133,7 @@ def check_images(engine_ok: bool) -> Check:
     return Check(
         "offline images",
         True,
-        "composekit/debian-base, composekit/postgres, composekit/python present",
+        "composekit/debian-base, composekit/postgres, composekit/python, composekit/haproxy present",
     )
 
 

@@ -3,6 +3,8 @@
 * ``composekit/debian-base:bookworm``: a Debian root filesystem from debootstrap (postgresql-15,
   python3, python3-venv), imported with ``docker import``.
 * ``composekit/postgres:15``: a stand-in for the official ``postgres`` image (same contract).
+* ``composekit/haproxy:2.6``: a stand-in for the official ``haproxy`` image (the reverse proxy of
+  the scaffolded projects): the binary of Debian's package (and two libraries) on the base.
 * ``composekit/python:3.11``: a stand-in for the official ``python`` image whose pip installs from
   a baked wheelhouse (composekit's dependencies — not composekit, which no index has), so
   ordinary Dockerfiles build offline.
@@ -27,6 +29,7 @@ from composekit.errors import DockerError
 BASE_IMAGE = "composekit/debian-base:bookworm"
 POSTGRES_IMAGE = "composekit/postgres:15"
 PYTHON_IMAGE = "composekit/python:3.11"
+HAPROXY_IMAGE = "composekit/haproxy:2.6"
 BASE_PACKAGES = "postgresql-15,python3,python3-venv,ca-certificates"
 HASH_LABEL = "composekit.hash"
 # what PyPI would also give a project whose migrator is a framework's (the tests build such
@@ -216,39 +219,102 @@ def wheelhouse(progress: Callable[[str], None]) -> Path:
     return wheels
 
 
-def ensure_python(progress: Callable[[str], None]) -> ImageResult:
+def _ensure_built(
+    image: str, label: str, progress: Callable[[str], None], fill: Callable[[Path], None]
+) -> ImageResult:
+    """Build ``image`` from a context ``fill`` writes (beside its Dockerfile), unless the image
+    already carries ``label``."""
     import time
 
+    if image_label(image) == label:
+        return ImageResult(image, "present", 0.0)
+    t0 = time.monotonic()
+    progress(f"docker build {image}")
+    with tempfile.TemporaryDirectory(prefix="composekit-image-") as tmp:
+        ctx = Path(tmp)
+        fill(ctx)
+        _docker_build(ctx, image, label)
+    return ImageResult(image, "built", time.monotonic() - t0)
+
+
+def ensure_python(progress: Callable[[str], None]) -> ImageResult:
     wheels = wheelhouse(progress)
     src = image_files_dir() / "python"
     whl = sorted(wheels.glob("*.whl"))
     label = _hash_paths(
         [*src.iterdir()], extra="|".join(f"{w.name}:{w.stat().st_size}" for w in whl)
     )
-    if image_label(PYTHON_IMAGE) == label:
-        return ImageResult(PYTHON_IMAGE, "present", 0.0)
-    t0 = time.monotonic()
-    progress(f"docker build {PYTHON_IMAGE}")
-    with tempfile.TemporaryDirectory(prefix="composekit-python-") as tmp:
-        ctx = Path(tmp)
+
+    def fill(ctx: Path) -> None:
         shutil.copy2(src / "Dockerfile", ctx / "Dockerfile")
         (ctx / "wheels").mkdir()
         for w in whl:
             os.link(w, ctx / "wheels" / w.name) if _same_fs(w, ctx) else shutil.copy2(
                 w, ctx / "wheels"
             )
-        _docker_build(ctx, PYTHON_IMAGE, label)
-    return ImageResult(PYTHON_IMAGE, "built", time.monotonic() - t0)
+
+    return _ensure_built(PYTHON_IMAGE, label, progress, fill)
 
 
 def _same_fs(a: Path, b: Path) -> bool:
     return a.stat().st_dev == b.stat().st_dev
 
 
+HAPROXY_DEBS = ("haproxy", "liblua5.3-0", "libopentracing-c-wrapper0", "libopentracing1")
+"""Debian's haproxy package and the libraries of it the base image lacks."""
+
+
+def haproxy_debs(progress: Callable[[str], None]) -> list[Path]:
+    """Debian's haproxy package (and the libraries the base lacks), downloaded once into the
+    cache with the host's apt."""
+    debs = cache_dir() / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    missing = [p for p in HAPROXY_DEBS if not list(debs.glob(f"{p}_*.deb"))]
+    if missing:
+        if not shutil.which("apt-get"):
+            raise DockerError(
+                f"{HAPROXY_IMAGE} is missing and this machine has no apt-get to fetch Debian's "
+                "haproxy",
+                hint="set PROXY_IMAGE in .env to an image you can pull (e.g. haproxy:2.6)",
+            )
+        progress(f"apt-get download {' '.join(missing)}")
+        proc.run(["apt-get", "download", "-q", *missing], timeout=600, cwd=debs)
+    found = [sorted(debs.glob(f"{p}_*.deb"))[-1:] for p in HAPROXY_DEBS]
+    if not all(found):
+        raise DockerError("apt-get download haproxy left no package", hint="check apt's sources")
+    return [f[0] for f in found]
+
+
+def ensure_haproxy(progress: Callable[[str], None]) -> ImageResult:
+    src = image_files_dir() / "haproxy"
+    debs = haproxy_debs(progress)
+    label = _hash_paths(list(src.iterdir()), extra="|".join(d.name for d in debs))
+
+    def fill(ctx: Path) -> None:  # the binary and the libraries, nothing else of the packages
+        shutil.copy2(src / "Dockerfile", ctx / "Dockerfile")
+        for deb in debs:
+            proc.run(["dpkg-deb", "-x", deb, ctx / "x"], timeout=120)
+        lib = "usr/lib/x86_64-linux-gnu"
+        (ctx / "root" / "usr" / "sbin").mkdir(parents=True)
+        shutil.copy2(ctx / "x" / "usr" / "sbin" / "haproxy", ctx / "root" / "usr" / "sbin")
+        shutil.copytree(ctx / "x" / lib, ctx / "root" / lib, symlinks=True)
+        shutil.rmtree(ctx / "x")
+
+    return _ensure_built(HAPROXY_IMAGE, label, progress, fill)
+
+
 def ensure_images(progress: Callable[[str], None] = lambda msg: None) -> list[ImageResult]:
     """Build whatever offline image is missing or stale. Idempotent; seconds when all are current."""
-    return [ensure_base(progress), ensure_postgres(progress), ensure_python(progress)]
+    return [
+        ensure_base(progress),
+        ensure_postgres(progress),
+        ensure_python(progress),
+        ensure_haproxy(progress),
+    ]
+
+
+OFFLINE_IMAGES = (BASE_IMAGE, POSTGRES_IMAGE, PYTHON_IMAGE, HAPROXY_IMAGE)
 
 
 def missing_images() -> list[str]:
-    return [img for img in (BASE_IMAGE, POSTGRES_IMAGE, PYTHON_IMAGE) if image_label(img) is None]
+    return [img for img in OFFLINE_IMAGES if image_label(img) is None]

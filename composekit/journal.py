@@ -35,6 +35,10 @@ class JournalEntry:
     web_previous: str | None = None
     web_new: str | None = None
     stopped: list[str] = field(default_factory=list)
+    web_old: list[str] | None = None  # containers serving before a rollout (None: none began)
+    web_started: list[str] = field(default_factory=list)  # containers the rollout started
+    switched: bool = False  # the proxy sent to web_started
+    retired: bool = False  # web_old were removed: only a new rollout brings the previous back
     scratch_database: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

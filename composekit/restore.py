@@ -93,6 +93,7 @@ def restore_backup(
     timeout: float = 3600,
     progress: Progress = silent,
     before_stop: Callable[[list[str]], None] = lambda services: None,
+    after_start: Callable[[list[str]], None] = lambda services: None,
     meter: Meter = no_meter,
 ) -> RestoreReport:
     """Restore ``name`` (default: the newest of this project and database) — verified first, its
@@ -161,6 +162,7 @@ def restore_backup(
             with shielded():
                 progress(f"starting {', '.join(stopped)} again")
                 target.project.start(stopped)
+                after_start(stopped)
     for note in notes:
         progress(f"note: {note}")
     return RestoreReport(  # the restored ledger was read from the scratch database before the swap

@@ -17,11 +17,13 @@ from pathlib import Path
 from composekit import __version__
 from composekit.config import LAYOUTS, Layout
 from composekit.errors import UsageError
+from composekit.proxy import haproxy_slots
 from composekit.vendor import VENDOR_DIR, build_wheel, wheel_name
 
 CI_CHOICES = ("github", "gitlab", "none")
 DEFAULT_DB_IMAGE = "postgres:16"
 DEFAULT_PYTHON_IMAGE = "python:3.12-slim"
+DEFAULT_PROXY_IMAGE = "haproxy:2.6"
 EXAMPLE_PASSWORD = "CHANGE-ME-composekit-init-writes-a-random-one"
 
 _NOTES = {
@@ -48,7 +50,7 @@ _COMMANDS = {
     Layout.INIT_SCRIPTS: "docker compose up -d --build --wait          # first start runs init-scripts/",
     Layout.APP_STARTUP: (
         "docker compose up -d --build --wait          # the web migrates, then serves\n"
-        "docker compose up -d --wait --scale web=3    # needs WEB_PORT=8000-8002 in .env"
+        "docker compose up -d --wait --scale web=3    # three behind the proxy"
     ),
     Layout.MIGRATOR: (
         "docker compose up -d --build --wait db       # the database\n"
@@ -91,7 +93,13 @@ def compose_project_name(name: str) -> str:
 
 
 def plan_files(
-    layout: str, ci: str, name: str, db_image: str, python_image: str, password: str
+    layout: str,
+    ci: str,
+    name: str,
+    db_image: str,
+    python_image: str,
+    password: str,
+    proxy_image: str = DEFAULT_PROXY_IMAGE,
 ) -> dict[str, tuple[str, int]]:
     """Relative path -> (content, mode) for everything ``init`` writes."""
     if layout not in LAYOUTS:
@@ -106,6 +114,8 @@ def plan_files(
         "composekit_version": __version__,
         "db_image": db_image,
         "python_image": python_image,
+        "proxy_image": proxy_image,
+        "proxy_slots": haproxy_slots(),
         "layout_notes": _NOTES[kind],
         "commands": _COMMANDS[kind],
         "migrator_file": ', and `migrator` (profile `tools`, `restart: "no"`)'
@@ -129,6 +139,8 @@ def plan_files(
         (".env.example", "env.example"),
         ("composekit.toml", "composekit.toml"),
         ("README.md", "README.md"),
+        ("proxy/haproxy.cfg", "proxy/haproxy.cfg"),
+        ("proxy/maintenance.http", "proxy/maintenance.http"),
     ):
         add(rel, t / "common" / src)
     sql = _resource_dir("init-scripts")
@@ -169,6 +181,7 @@ def scaffold(
     name: str | None = None,
     db_image: str = DEFAULT_DB_IMAGE,
     python_image: str = DEFAULT_PYTHON_IMAGE,
+    proxy_image: str = DEFAULT_PROXY_IMAGE,
     force: bool = False,
     password: str | None = None,
 ) -> ScaffoldResult:
@@ -180,7 +193,13 @@ def scaffold(
     target = Path(directory)
     name = compose_project_name(name or target.resolve().name)
     files = plan_files(
-        layout, ci, name, db_image, python_image, password or secrets.token_urlsafe(32)
+        layout,
+        ci,
+        name,
+        db_image,
+        python_image,
+        password or secrets.token_urlsafe(32),
+        proxy_image,
     )
     wheel = f"{VENDOR_DIR}/{wheel_name(__version__)}"
     existing = sorted(rel for rel in [*files, wheel] if (target / rel).exists())

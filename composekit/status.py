@@ -13,6 +13,7 @@ from composekit.deploy import HistoryRecord, read_history, short
 from composekit.errors import ComposekitError
 from composekit.journal import JournalEntry, read_journal
 from composekit.migrations import load_source, pending
+from composekit.proxy import Proxy, ProxyView
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class ServiceRow:
     state: str
     health: str | None
     image: str
+    traffic: bool | None = None  # a web container the proxy sends to (None: no proxy, not web)
 
 
 @dataclass
@@ -34,6 +36,7 @@ class ProjectStatus:
     problems: list[str] = field(default_factory=list)
     run: JournalEntry | None = None  # a run in flight, or one that was killed (see ``running``)
     running: bool = False
+    proxy: ProxyView | None = None  # what the proxy in front of the web does (None: no proxy)
 
     def to_dict(self) -> dict[str, Any]:
         d = self.last_deploy
@@ -54,16 +57,33 @@ class ProjectStatus:
             "problems": self.problems,
             "interrupted": None if self.run is None or self.running else self.run.to_dict(),
             "in_progress": self.run.to_dict() if self.run is not None and self.running else None,
+            "proxy": None if self.proxy is None else self.proxy.__dict__,
         }
 
 
 def project_status(settings: Settings) -> ProjectStatus:
     """Reads only. A stopped database is reported as a problem, not raised."""
     project = ComposeProject.from_settings(settings)
-    services = [
-        ServiceRow(s.service, s.name, s.state, s.health, short(s.image_id)) for s in project.ps()
-    ]
     problems: list[str] = []
+    view = None
+    proxy = Proxy.of(settings, project)
+    if proxy is not None and project.ps([proxy.service], all=False):
+        try:
+            view = proxy.view()
+        except ComposekitError as exc:
+            problems.append(f"proxy: {exc.message}")
+
+    def traffic(service: str, name: str) -> bool | None:
+        if view is None or service != settings.web_service:
+            return None
+        return name in view.serving or service in view.serving  # the name: every container
+
+    services = [
+        ServiceRow(
+            s.service, s.name, s.state, s.health, short(s.image_id), traffic(s.service, s.name)
+        )
+        for s in project.ps()
+    ]
     ledger: str | None = None
     todo: list[str] | None = None
     source = None  # no migrations directory: the project keeps its migrations its own way
@@ -94,4 +114,5 @@ def project_status(settings: Settings) -> ProjectStatus:
         problems=problems,
         run=run,
         running=running,
+        proxy=view,
     )

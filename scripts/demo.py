@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 from composekit.compose import ComposeProject
-from composekit.images import POSTGRES_IMAGE, PYTHON_IMAGE
+from composekit.images import HAPROXY_IMAGE, POSTGRES_IMAGE, PYTHON_IMAGE
 
 EXE = Path(sys.executable).parent / "composekit"
 
@@ -57,7 +57,8 @@ def main() -> int:
     ck("init", str(app), "--layout", "migrator", "--ci", "github", cwd=work)
     with open(app / ".env", "a") as env:  # no registry here: the offline stand-ins
         env.write(
-            f"POSTGRES_IMAGE={POSTGRES_IMAGE}\nPYTHON_IMAGE={PYTHON_IMAGE}\nWEB_PORT={port}\n"
+            f"POSTGRES_IMAGE={POSTGRES_IMAGE}\nPYTHON_IMAGE={PYTHON_IMAGE}\n"
+            f"PROXY_IMAGE={HAPROXY_IMAGE}\nWEB_PORT={port}\n"
         )
     project = ComposeProject(project_dir=app, project_name=name, env_file=".env")
     try:

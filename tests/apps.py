@@ -5,17 +5,20 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
+import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from composekit.compose import ComposeProject
 from composekit.dbtarget import normalize_schema
-from composekit.images import POSTGRES_IMAGE, PYTHON_IMAGE
+from composekit.images import HAPROXY_IMAGE, POSTGRES_IMAGE, PYTHON_IMAGE
 from composekit.scaffold import scaffold
 
 
@@ -39,15 +42,16 @@ def free_ports(n: int) -> list[int]:
 
 
 class App:
-    def __init__(self, root: Path, layout: str, ports: int = 1) -> None:
+    def __init__(self, root: Path, layout: str) -> None:
         self.name = "ck" + uuid.uuid4().hex[:10]
         self.dir = root / self.name
         scaffold(self.dir, layout, ci="github", name=self.name)
-        self.ports = free_ports(ports)
-        port_spec = str(self.ports[0]) if ports == 1 else f"{self.ports[0]}-{self.ports[-1]}"
+        self.ports = free_ports(1)  # the proxy's: the only published port
+        port_spec = str(self.ports[0])
         with open(self.dir / ".env", "a") as env:  # the stand-ins instead of the official images
             env.write(
-                f"POSTGRES_IMAGE={POSTGRES_IMAGE}\nPYTHON_IMAGE={PYTHON_IMAGE}\nWEB_PORT={port_spec}\n"
+                f"POSTGRES_IMAGE={POSTGRES_IMAGE}\nPYTHON_IMAGE={PYTHON_IMAGE}\n"
+                f"PROXY_IMAGE={HAPROXY_IMAGE}\nWEB_PORT={port_spec}\n"
             )
         self.project = ComposeProject(project_dir=self.dir, project_name=self.name, env_file=".env")
 
@@ -80,8 +84,8 @@ class App:
 def make_app(tmp_path: Path, docker_engine: None) -> Iterator[object]:
     apps: list[App] = []
 
-    def make(layout: str, ports: int = 1) -> App:
-        app = App(tmp_path, layout, ports)
+    def make(layout: str) -> App:
+        app = App(tmp_path, layout)
         apps.append(app)
         return app
 
@@ -163,3 +167,100 @@ def release(app: App, n: int) -> None:
     """Change what the web shows, so the next deploy builds a new image."""
     app_py = app.dir / "app" / "app.py"
     app_py.write_text(re.sub(r"<h1>Users[^<]*</h1>", f"<h1>Users r{n}</h1>", app_py.read_text()))
+
+
+SLOW_S = 2.0
+
+
+def slow_endpoint(app: App, seconds: float = SLOW_S) -> None:
+    """Give the app a ``/slow`` page that answers after ``seconds`` with the release's heading (so
+    a test can tell which release served it)."""
+    app_py = app.dir / "app" / "app.py"
+    text = app_py.read_text()
+    marker = "    def do_GET(self) -> None:  # noqa: N802\n"
+    assert marker in text
+    app_py.write_text(
+        text.replace(
+            marker,
+            marker
+            + '        if self.path == "/slow":\n'
+            + f"            __import__('time').sleep({seconds})\n"
+            + '            return self._send(200, "<h1>Users</h1>")\n',
+        )
+    )
+
+
+@dataclass
+class Answer:
+    started: float
+    ended: float
+    status: int  # 0: no HTTP answer
+    body: str
+    error: str = ""
+
+
+class Traffic:
+    """Visitors: two threads request ``path`` about every 25 ms each (≥ 40 requests/s together),
+    plus, with ``slow=True``, a ``/slow`` request started every 0.5 s. Every answer is kept and
+    checked by the test (status 200, which release)."""
+
+    def __init__(self, port: int, slow: bool = False) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.answers: list[Answer] = []
+        self.slow: list[Answer] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._visit, args=("/", self.answers)) for _ in range(2)
+        ]
+        if slow:
+            self._threads.append(threading.Thread(target=self._slow_visits))
+
+    def _get(self, path: str) -> Answer:
+        t0 = time.monotonic()
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=15) as r:
+                return Answer(t0, time.monotonic(), r.status, r.read().decode())
+        except urllib.error.HTTPError as exc:
+            return Answer(t0, time.monotonic(), exc.code, "", f"HTTP {exc.code}")
+        except OSError as exc:
+            return Answer(t0, time.monotonic(), 0, "", repr(exc))
+
+    def _visit(self, path: str, into: list[Answer]) -> None:
+        while not self._stop.is_set():
+            into.append(self._get(path))
+            time.sleep(0.025)
+
+    def _slow_visits(self) -> None:
+        pending: list[threading.Thread] = []
+        while not self._stop.wait(0.5):
+            t = threading.Thread(target=lambda: self.slow.append(self._get("/slow")))
+            t.start()
+            pending.append(t)
+        for t in pending:
+            t.join()
+
+    def __enter__(self) -> Traffic:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+    def failed(self) -> list[Answer]:
+        return [a for a in [*self.answers, *self.slow] if a.status != 200]
+
+    def rate(self) -> float:
+        if len(self.answers) < 2:
+            return 0.0
+        return len(self.answers) / (self.answers[-1].ended - self.answers[0].started)
+
+    def first_start(self, needle: str) -> float | None:
+        """When the first request answered with ``needle`` (e.g. a release's heading) started."""
+        return min((a.started for a in self.answers if needle in a.body), default=None)
+
+    def last_start(self, needle: str) -> float | None:
+        """When the last request answered with ``needle`` started."""
+        return max((a.started for a in self.answers if needle in a.body), default=None)

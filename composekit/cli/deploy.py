@@ -39,9 +39,22 @@ def _show(
         c.out.line(summary(result))
 
 
+def _scale(value: str, web: str) -> int:
+    """``web=3`` (or just ``3``) → 3; anything else is a usage error."""
+    from composekit.errors import UsageError
+
+    service, _, n = value.rpartition("=")
+    if service not in ("", web) or not n.isdigit() or int(n) < 1:
+        raise UsageError(
+            f"--scale {value!r} is not {web}=N with N ≥ 1",
+            hint=f"e.g. --scale {web}=3 (only the web service is scaled by a deploy)",
+        )
+    return int(n)
+
+
 @app.command(
     epilog="Examples:\n\n  composekit deploy --dry-run\n\n  composekit deploy --env staging\n\n"
-    "  composekit deploy --env prod --json --timeout 300"
+    "  composekit deploy --env prod --json --timeout 300\n\n  composekit deploy --scale web=3"
 )
 def deploy(
     ctx: typer.Context,
@@ -60,6 +73,20 @@ def deploy(
             help="Stop the web ([deploy] maintenance) from before the backup until the new one is up.",
         ),
     ] = False,
+    scale: Annotated[
+        str | None,
+        typer.Option(
+            "--scale",
+            metavar="WEB=N",
+            help="Run N web containers (default: deploy.replicas, else as many as run now).",
+        ),
+    ] = None,
+    allow_lint: Annotated[
+        bool,
+        typer.Option(
+            "--allow-lint", help="Deploy even when lint finds errors in the pending migrations."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Backup → migrate → verify → deploy web (health-gated); undo everything on failure (exit 7)."""
@@ -69,6 +96,7 @@ def deploy(
     if backup_mode not in ("auto", "always"):
         raise UsageError(f"unknown --backup {backup_mode!r}", hint="use --backup auto or always")
     c = cli(ctx)
+    replicas = _scale(scale, c.settings().web_service) if scale is not None else None
     result = commands.deploy(
         c.settings(),
         env=env,
@@ -76,6 +104,8 @@ def deploy(
         backup_mode=BackupMode.NEVER if no_backup else BackupMode(backup_mode),
         lock_wait=lock_wait,
         maintenance=maintenance,
+        scale=replicas,
+        allow_lint=allow_lint,
         dry_run=dry_run,
         progress=c.out.progress,
     )
@@ -130,7 +160,12 @@ def rollback(
         dry_run=dry_run,
         progress=c.out.progress,
     )
-    _show(c, result, as_json, lambda r: f"rolled back: {r.steps[-1].detail}")
+    _show(
+        c,
+        result,
+        as_json,
+        lambda r: f"rolled back: {next(st.detail for st in r.steps if st.name == 'web')}",
+    )
 
 
 @app.command(

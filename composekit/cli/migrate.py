@@ -190,6 +190,15 @@ def migrate_up(
         float | None,
         typer.Option("--statement-timeout", min=0.001, help="Per-statement timeout in seconds."),
     ] = None,
+    phase: Annotated[
+        str,
+        typer.Option(
+            "--phase",
+            envvar="COMPOSEKIT_PHASE",
+            help="expand: stop before the first contract migration (a deploy runs the rest "
+            "after the web rollout) | contract | all.",
+        ),
+    ] = "all",
     dry_run: PlanOnlyOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -212,6 +221,7 @@ def migrate_up(
         steps=steps,
         atomic=atomic,
         allow_out_of_order=allow_out_of_order,
+        phase=phase,
         dry_run=dry_run,
         progress=c.out.progress,
     )

@@ -43,7 +43,7 @@ def doctor(
     "  composekit init . --layout app-startup --ci gitlab\n\n"
     "  composekit init demo --layout init-scripts --ci none --db-image postgres:15\n\n"
     "  composekit init offline --layout migrator --db-image composekit/postgres:15 "
-    "--python-image composekit/python:3.11"
+    "--python-image composekit/python:3.11 --proxy-image composekit/haproxy:2.6"
 )
 def init(
     ctx: typer.Context,
@@ -68,6 +68,13 @@ def init(
             help="Base image of the app (e.g. composekit/python:3.11, the offline stand-in).",
         ),
     ] = "python:3.12-slim",
+    proxy_image: Annotated[
+        str,
+        typer.Option(
+            "--proxy-image",
+            help="HAProxy image of the reverse proxy (e.g. composekit/haproxy:2.6, the offline stand-in).",
+        ),
+    ] = "haproxy:2.6",
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -87,6 +94,7 @@ def init(
         name=name,
         db_image=db_image,
         python_image=python_image,
+        proxy_image=proxy_image,
         force=force,
     )
     if as_json:
@@ -171,10 +179,22 @@ def status_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     if as_json:
         c.out.emit_json(st)
         return
-    c.out.table(
-        [(s.service, s.state, s.health or "-", s.image) for s in st.services],
-        ["service", "state", "health", "image"],
-    )
+    if st.proxy is None:
+        c.out.table(
+            [(s.service, s.state, s.health or "-", s.image) for s in st.services],
+            ["service", "state", "health", "image"],
+        )
+    else:
+        mark = {True: "serving", False: "no traffic", None: ""}
+        c.out.table(
+            [
+                (s.service, s.container, s.state, s.health or "-", s.image, mark[s.traffic])
+                for s in st.services
+            ],
+            ["service", "container", "state", "health", "image", "traffic"],
+        )
+        if st.proxy.maintenance:
+            c.out.line("proxy: the maintenance page is on (503, Retry-After)")
     if st.pending is None and any(p.startswith("database:") for p in st.problems):
         c.out.line("ledger: unknown; pending: unknown (the database could not be read)")
     elif st.pending is None:  # no migrations directory: the project's own migrator keeps them

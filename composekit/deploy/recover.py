@@ -21,8 +21,9 @@ from composekit.dbtarget import quote_ident
 from composekit.deadline import Deadline
 from composekit.deploy.history import HistoryRecord, RunKind, record_history
 from composekit.deploy.revert import revert_database
+from composekit.deploy.rollout import switch_back
 from composekit.deploy.runner import StepRecord, StepStatus
-from composekit.deploy.state import DeployState, WebImages
+from composekit.deploy.state import DeployState, Generations, WebImages
 from composekit.deploy.web import point_back, previous_web_back, short
 from composekit.journal import Journal, JournalEntry, composekit_alive, read_journal
 from composekit.restore import side_databases
@@ -72,13 +73,28 @@ def recover_run(s: DeployState, entry: JournalEntry) -> list[str]:
     if entry.backup:
         t.backup = find_backup(st.backups_path, entry.backup)
     done: list[str] = []
+    # a rollout behind the proxy began: the old web (still running) serves again, the new goes
+    rollout = (  # (once the old were retired, only a new rollout brings the previous back)
+        entry.kind in ("deploy", "rollback")
+        and entry.web_old is not None
+        and not entry.retired
+        and t.proxy is not None
+    )
+    if rollout:
+        t.gen = Generations(entry.web_old, entry.web_started, entry.switched)
+        done.append(switch_back(t))
     if entry.kind == "deploy" and t.ledger_before is not None:
-        if st.layout.web_migrates and t.web.new:
+        if st.layout.web_migrates and t.web.new and not rollout:
             s.project.stop([st.web_service])  # it would migrate again on a restart
         done.append(revert_database(t))
     elif s.project.remove_oneoffs(st.migrate_service):
         done.append(f"removed a {st.migrate_service} container the run left")
-    if entry.kind in ("deploy", "rollback") and t.web.name:
+    if rollout:
+        if not s.project.ps([st.web_service], all=False) and t.web.previous:
+            done.append(previous_web_back(t))  # nothing old alive (--maintenance)
+        elif point_back(t):
+            done.append(f"{t.web.name} points at {short(t.web.previous)} again")
+    elif entry.kind in ("deploy", "rollback") and t.web.name:
         current = s.project.image_of(st.web_service)
         if current is not None and current != (t.web.previous or current):
             done.append(previous_web_back(t))
@@ -89,6 +105,9 @@ def recover_run(s: DeployState, entry: JournalEntry) -> list[str]:
     if entry.stopped:  # by --maintenance, or by a restore for its swap
         s.project.start(entry.stopped)
         done.append(f"started {', '.join(entry.stopped)} again")
+    if t.proxy is not None and s.project.ps([t.proxy.service], all=False):
+        serving = [c.name for c in s.project.ps([st.web_service], all=False)]
+        t.proxy.set(serving, maintenance=False)  # no probe, drain or maintenance route left
     done += drop_scratch_databases(s)
     done += remove_partial_backups(st.backups_path)
     return done or ["nothing was left to undo"]

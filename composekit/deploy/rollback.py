@@ -12,9 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from composekit.deploy.rollout import roll_out
 from composekit.deploy.runner import Step
 from composekit.deploy.state import DeployState
-from composekit.deploy.steps import DeployLock, Preflight, StartDatabase, StateStep
+from composekit.deploy.steps import (
+    DeployLock,
+    Preflight,
+    Retire,
+    StartDatabase,
+    StateStep,
+    web_undo,
+)
 from composekit.deploy.web import (
     KEPT_PREFIX,
     keep_image,
@@ -92,7 +100,10 @@ class RollbackWeb(StateStep):
             return f"{web} already runs {self.target.tag}: unchanged"
         self.changes_nothing = False
         self.s.project.tag_image(self.target.image_id, self.s.web.name)
-        start_web(self.s, force_recreate=True)
+        if self.s.proxy is not None:
+            roll_out(self.s)
+        else:
+            start_web(self.s, force_recreate=True)
         kept = ""
         if self.s.web.previous:  # so one can roll forward again
             tag = keep_image(self.s, self.s.web.previous)
@@ -102,6 +113,8 @@ class RollbackWeb(StateStep):
     def undo(self) -> str:
         if self.target is None or self.target.running:
             return ""
+        if self.s.proxy is not None:
+            return web_undo(self.s)
         return previous_web_back(self.s)
 
     def manual_undo(self) -> str:
@@ -115,4 +128,5 @@ def rollback_steps(s: DeployState, to: str | None, lock_wait: float) -> list[Ste
         StartDatabase(s),
         DeployLock(s, lock_wait, check_ledger=False),
         RollbackWeb(s, to),
+        Retire(s),
     ]

@@ -12,12 +12,14 @@ from composekit.deploy.runner import RunReport, Step, run_steps
 from composekit.deploy.state import DeployState
 from composekit.deploy.steps import (
     BuildImages,
+    Contract,
     DeployLock,
     DeployWeb,
     Maintenance,
     Migrate,
     Preflight,
     Resume,
+    Retire,
     StartDatabase,
     TakeBackup,
     Together,
@@ -41,7 +43,8 @@ def plan_steps(s: DeployState, lock_wait: float) -> list[Step]:
         steps += [Migrate(s), DeployWeb(s), Verify(s)]  # the web migrates as it starts
     else:
         steps += [Verify(s), DeployWeb(s)]  # init-scripts: nothing to migrate
-    return steps + ([Resume(s)] if s.ctx.maintenance else [])
+    steps += [Resume(s)] if s.ctx.maintenance else []
+    return steps + [Retire(s)] + ([Contract(s)] if layout.runs_migrations else [])
 
 
 def describe(steps: list[Step]) -> list[str]:

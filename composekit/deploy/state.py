@@ -20,6 +20,7 @@ from composekit.errors import UsageError
 from composekit.journal import Journal
 from composekit.migrations import Source, load_source, pending
 from composekit.progress import Progress
+from composekit.proxy import Proxy
 
 OVERLAYS = {"staging": "compose.staging.yaml", "prod": "compose.prod.yaml"}
 
@@ -37,6 +38,8 @@ class DeployContext:
     maintenance: bool = False
     kind: RunKind = RunKind.DEPLOY
     migrator: str = "composekit"  # what runs the migrations: see :func:`migrator_kind`
+    scale: int | None = None  # --scale web=N (else deploy.replicas, else as many as run now)
+    allow_lint: bool = False  # --allow-lint: deploy pending migrations lint finds errors in
 
     @property
     def opaque(self) -> bool:
@@ -61,10 +64,21 @@ class WebImages:
 
 
 @dataclass
+class Generations:
+    """The web containers of a rollout behind the proxy (:mod:`composekit.deploy.rollout`)."""
+
+    old: list[str] | None = None  # serving before it (None: no rollout began); retire removes them
+    new: list[str] = field(default_factory=list)  # started by it
+    switched: bool = False  # the proxy sends to ``new``
+    retired: bool = False  # the old ones are gone: an undo rolls the previous image out again
+
+
+@dataclass
 class DeployState:
     ctx: DeployContext
     deadline: Deadline  # the run's; replaced by a fresh one for the undo
     web: WebImages = field(default_factory=WebImages)
+    gen: Generations = field(default_factory=Generations)  # web step (rollout), retire step
     lock: ExitStack = field(default_factory=ExitStack)  # lock step; closed when the run ends
     ledger_before: list[str] | None = None  # lock step
     ledger_after: list[str] | None = None  # verify step
@@ -72,6 +86,7 @@ class DeployState:
     fingerprint: str | None = None  # backup step (else migrate): schema + ledger an undo gives back
     stopped: list[str] = field(default_factory=list)  # maintenance step
     journal: Journal | None = None  # started by the lock step, once no other run can be in flight
+    _proxy: Proxy | bool | None = field(default=None, repr=False)
 
     @property
     def settings(self) -> Settings:
@@ -80,6 +95,13 @@ class DeployState:
     @property
     def project(self) -> ComposeProject:
         return self.ctx.project
+
+    @property
+    def proxy(self) -> Proxy | None:
+        """The reverse proxy in front of the web, when the project has one (read once)."""
+        if self._proxy is None:
+            self._proxy = Proxy.of(self.settings, self.project) or False
+        return self._proxy if isinstance(self._proxy, Proxy) else None
 
     def progress(self, line: str) -> None:
         self.ctx.progress(line)
@@ -99,6 +121,16 @@ class DeployState:
             return []
         return [m.version for m in pending(self.ctx.source, self.ledger_before or [])]
 
+    def after_rollout(self, applied: list[str] | None = None) -> list[str]:
+        """Of what is pending on ``applied`` (default: the ledger read at the lock step), the
+        versions from the first contract migration on: the deploy applies them after the web
+        rollout (everything before them, before it)."""
+        if self.ctx.alembic or self.ctx.opaque:
+            return []
+        left = pending(self.ctx.source, (self.ledger_before or []) if applied is None else applied)
+        first = next((i for i, m in enumerate(left) if m.contract), len(left))
+        return [m.version for m in left[first:]]
+
     def checkpoint(self, step: str = "") -> None:
         """Write what an undo would need to the journal, before a step changes anything."""
         if self.journal is None:
@@ -111,6 +143,10 @@ class DeployState:
             web_previous=self.web.previous,
             web_new=self.web.new,
             stopped=self.stopped,
+            web_old=self.gen.old,
+            web_started=self.gen.new,
+            switched=self.gen.switched,
+            retired=self.gen.retired,
         )
 
     def start_undo(self) -> None:
@@ -128,6 +164,8 @@ def new_state(
     maintenance: bool = False,
     kind: RunKind = RunKind.DEPLOY,
     migrations: bool = True,
+    scale: int | None = None,
+    allow_lint: bool = False,
 ) -> DeployState:
     """The context of a deploy (or rollback); checks ``--env``. The deadline starts here."""
     deadline = Deadline(timeout)
@@ -152,6 +190,8 @@ def new_state(
         maintenance,
         kind,
         migrator,
+        scale,
+        allow_lint,
     )
     return DeployState(ctx, deadline)
 

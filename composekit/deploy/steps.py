@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import shutil
 from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
 
 from composekit.backup import take_backup
 from composekit.config import BackupMode
+from composekit.deploy.history import RunKind
 from composekit.deploy.lock import take_deploy_lock
 from composekit.deploy.recover import recover_leftover
-from composekit.deploy.revert import fingerprint, revert_database
+from composekit.deploy.revert import (
+    container_migrations_dir,
+    fingerprint,
+    revert_database,
+    run_with_new_image,
+)
+from composekit.deploy.rollout import retire, roll_out, switch_back
 from composekit.deploy.runner import Skipped, Step
 from composekit.deploy.state import DeployState
 from composekit.deploy.web import (
@@ -26,9 +34,11 @@ from composekit.deploy.web import (
     web_back_by_hand,
 )
 from composekit.doctor import MIN_FREE_BYTES  # the floor `composekit doctor` checks
-from composekit.errors import ComposekitError, ConfigError, DockerError, UsageError
+from composekit.errors import ComposekitError, ConfigError, DockerError, UsageError, VerifyError
 from composekit.journal import Journal
-from composekit.migrations import compare, drift_error
+from composekit.lint import config_of, lint_migrations
+from composekit.migrations import compare, drift_error, version_key
+from composekit.proxy import ADMIN_PORT
 from composekit.signals import shielded
 from composekit.vendor import check_vendored
 
@@ -54,6 +64,8 @@ class Preflight(StateStep):
             services.append(st.migrator_service)
         self.s.project.config()  # read once, here, before steps run side by side
         self.s.project.require_services(*services)
+        if self.s.proxy is not None:
+            check_side_by_side(self.s)
         check_vendored(st.project_dir)  # the image's composekit is this one
         if st.expected_schema and not st.expected_schema_path.is_file():
             raise ConfigError(
@@ -90,6 +102,38 @@ class Preflight(StateStep):
             else ""
         )
         return f"{len(migrations)} migration file(s), layout {st.layout}{opaque}"
+
+
+def check_side_by_side(s: DeployState) -> None:
+    """Behind the proxy, two web containers run side by side during a rollout: neither may claim
+    a fixed container name or host port."""
+    web, proxy = s.settings.web_service, s.settings.proxy_service
+    services = s.project.config().get("services", {})
+    targets = [
+        int(p.get("target", 0)) for p in services[proxy].get("ports") or [] if isinstance(p, dict)
+    ]
+    if ADMIN_PORT not in targets:
+        raise ConfigError(
+            f"{proxy} does not publish HAProxy's runtime API (port {ADMIN_PORT}), which the rollout "
+            "switches the web through",
+            hint=f'add "127.0.0.1::{ADMIN_PORT}" to the ports: of {proxy} (loopback only)',
+        )
+    svc = services.get(web, {})
+    if svc.get("container_name"):
+        raise ConfigError(
+            f"{web} sets container_name {svc['container_name']!r}: a rollout runs the new {web} "
+            "beside the old, and two containers cannot share a name",
+            hint=f"remove container_name from {web} (the proxy finds its containers by service)",
+        )
+    published = [p for p in svc.get("ports") or [] if isinstance(p, dict) and p.get("published")]
+    if published:
+        p = published[0]
+        raise ConfigError(
+            f"{web} publishes host port {p['published']}: a rollout runs the new {web} beside the "
+            f"old, and the second cannot bind it",
+            hint=f"remove ports: from {web} (the {s.settings.proxy_service} service publishes the "
+            "site); use expose: for the container port",
+        )
 
 
 class StartDatabase(StateStep):
@@ -157,8 +201,13 @@ class DeployLock(StateStep):
                     raise drift_error(
                         problems, self.s.settings.migrations_path, target.ledger_table
                     )
+        linted = lint_pending(self.s) if self.check_ledger else ""
         current = self.s.ledger_before[-1] if self.s.ledger_before else "nothing applied"
-        return f"ledger at {current}; pending: {', '.join(self.s.pending()) or 'none'}"
+        later = self.s.after_rollout()
+        after = f" ({', '.join(later)} after the web rollout: contract)" if later else ""
+        return (
+            f"ledger at {current}; pending: {', '.join(self.s.pending()) or 'none'}{after}{linted}"
+        )
 
 
 class TakeBackup(StateStep):
@@ -248,7 +297,11 @@ class Migrate(StateStep):
             self.s.progress(f"  migrator | {line}")
 
         r = self.s.project.run(
-            st.migrator_service, timeout=self.s.deadline.remaining(), on_line=show, no_deps=True
+            st.migrator_service,
+            timeout=self.s.deadline.remaining(),
+            on_line=show,
+            no_deps=True,
+            env={"COMPOSEKIT_PHASE": "expand"},  # contract migrations: after the rollout
         )
         if r.returncode != 0:
             tail = [ln for ln in lines if ln.strip()][-8:]
@@ -284,26 +337,35 @@ class DeployWeb(StateStep):
     name = "web"
 
     def describe(self) -> str:
-        return f"up -d {self.s.settings.web_service} with the new image; wait until its healthcheck passes"
+        web = self.s.settings.web_service
+        if self.s.proxy is not None:
+            return (
+                f"start the new {web} beside the old, wait until healthy (Docker and through "
+                f"{self.s.settings.proxy_service}), switch the proxy, drain the old"
+            )
+        return f"up -d {web} with the new image; wait until its healthcheck passes"
 
     def run(self) -> str:
         web, images = self.s.settings.web_service, self.s.web
         same_image = images.new is not None and images.new == images.previous
-        if same_image and self.s.project.config_changed(web):
-            start_web(self.s)  # same image, new configuration (e.g. the --env overlay): recreated
-            return f"{web} healthy on {short(images.new)} with its new configuration"
-        if same_image:
-            if web in self.s.stopped:  # by --maintenance
-                start_web(self.s)
-                return f"{web} started again on {short(images.new)}: unchanged"
-            return f"{web} already runs {short(images.new)}: unchanged"
-        start_web(self.s)
+        scale = self.s.ctx.scale
+        if same_image and web not in self.s.stopped and not self.s.project.config_changed(web):
+            running = len(self.s.project.ps([web], all=False))
+            if scale is None or scale == running:
+                return f"{web} already runs {short(images.new)}: unchanged"
+        if self.s.proxy is not None:
+            how = roll_out(self.s, scale)
+        else:
+            start_web(self.s)
+            how = NOT_ZERO_DOWNTIME if images.previous else "started"
         kept = ""
-        if images.previous:  # so `composekit rollback` can return to it
+        if images.previous and not same_image:  # so `composekit rollback` can return to it
             kept = f"; previous kept as {keep_image(self.s, images.previous)}"
-        return f"{web} healthy on {short(images.new)}{kept}"
+        return f"{web} healthy on {short(images.new)}: {how}{kept}"
 
     def undo(self) -> str:
+        if self.s.proxy is not None:
+            return web_undo(self.s)
         db = ""
         if self.s.settings.layout.web_migrates:
             # the new web re-runs its migrations on every restart, and the old one would refuse a
@@ -314,6 +376,153 @@ class DeployWeb(StateStep):
 
     def manual_undo(self) -> str:
         return web_back_by_hand(self.s)
+
+
+NOT_ZERO_DOWNTIME = (
+    "recreated in place, which drops requests for about a second (not zero-downtime: the project "
+    "has no proxy service; README, 'Zero-downtime rollout', shows how to add one)"
+)
+
+
+def web_undo(s: DeployState) -> str:
+    """The undo of a rollout (deploy or rollback): the old web serving again, the new removed; in
+    the app-startup layout the database goes back once no new web can migrate again; with no old
+    web alive (a first deploy, --maintenance), the previous image is rolled out (or left off)."""
+    if s.gen.old is None:  # it failed before starting anything
+        return ""
+    if s.gen.retired:  # the old containers are gone (a contract migration failed after them)
+        done = []
+        if s.settings.layout.web_migrates and s.kind is RunKind.DEPLOY:
+            done.append(revert_database(s))  # the previous web refuses a ledger it does not know
+        done.append(previous_web_back(s))  # its image rolled out beside the new one, then switch
+        return "; ".join(d for d in done if d)
+    done = [switch_back(s)]
+    if s.settings.layout.web_migrates and s.kind is RunKind.DEPLOY:
+        done.append(revert_database(s))
+    if not s.gen.old:
+        done.append(previous_web_back(s))
+    else:
+        point_back(s)
+    return "; ".join(d for d in done if d)
+
+
+class Retire(StateStep):
+    """The old web containers of a rollout: stopped and removed once nothing can fail any more.
+    Never fails the run: what it could not remove is reported (``docker compose ps``)."""
+
+    name = "retire"
+
+    def describe(self) -> str:
+        return f"stop and remove the old {self.s.settings.web_service} container(s)"
+
+    def run(self) -> str | Skipped:
+        if self.s.proxy is None or not self.s.gen.old or not self.s.gen.switched:
+            return Skipped("nothing to retire")
+        try:
+            return retire(self.s)
+        except ComposekitError as exc:
+            return f"could not remove the old containers ({exc.message}); remove them by hand"
+
+
+class Contract(StateStep):
+    """Contract migrations (``migrations/post/``, or ``-- composekit:phase contract``): applied
+    once the new web serves and the old one is gone — they may drop what only the old used. Undone
+    with their down sections (new image), before the web goes back."""
+
+    name = "contract"
+
+    def __init__(self, s: DeployState) -> None:
+        super().__init__(s)
+        self.before: list[str] | None = None
+
+    def describe(self) -> str:
+        return "apply the contract migrations (after the old web is gone)"
+
+    def run(self) -> str | Skipped:
+        st = self.s.settings
+        if not self.s.after_rollout():  # what the lock step found pending: none is a contract
+            return Skipped("no contract migration pending")
+        self.before = self.s.ledger() or []
+        todo = self.s.after_rollout(self.before)
+        if not todo:
+            return Skipped("no contract migration pending")
+        lines: list[str] = []
+
+        def show(line: str) -> None:
+            lines.append(line)
+            self.s.progress(f"  contract | {line}")
+
+        argv: list[str] = []
+        if not st.layout.has_migrator:  # app-startup: the web's image, composekit's engine
+            argv = ["composekit", "migrate", "up", "--dir", container_migrations_dir(self.s)]
+        r = self.s.project.run(
+            st.migrate_service,
+            argv,
+            timeout=self.s.deadline.remaining(),
+            on_line=show,
+            no_deps=True,
+            env={"COMPOSEKIT_PHASE": "contract"},
+        )
+        if r.returncode != 0:
+            err = next((ln[7:] for ln in reversed(lines) if ln.startswith("error: ")), "")
+            raise ComposekitError(
+                f"a contract migration failed (exit {r.returncode}): {err or 'see its output'}",
+                details=[ln for ln in lines if ln.strip()][-8:],
+            )
+        self.s.ledger_after = self.s.ledger()
+        left = self.s.after_rollout(self.s.ledger_after or [])
+        if left:
+            raise ComposekitError(f"contract migrations still pending: {', '.join(left)}")
+        return f"applied {', '.join(todo)} after the rollout"
+
+    def undo(self) -> str:
+        if self.before is None:
+            return ""
+        ours = [v for v in (self.s.ledger() or []) if v not in set(self.before)]
+        if not ours:
+            return ""
+        target = max(self.before, key=version_key) if self.before else "0"
+        argv = ["composekit", "migrate", "down", "--target", target]
+        argv += ["--dir", container_migrations_dir(self.s)]
+        if run_with_new_image(self.s, argv, "down"):
+            return f"reverted {', '.join(reversed(ours))} with their down sections"
+        return "their down sections failed: the migrate step's undo restores the backup"
+
+    def manual_undo(self) -> str:
+        return "composekit migrate down (for this deploy's contract migrations)"
+
+
+def lint_pending(s: DeployState) -> str:
+    """``composekit lint`` on the pending migrations: errors refuse the deploy before anything
+    changed (exit 6) unless ``--allow-lint``. Returns a note for the step's summary."""
+    if s.ctx.opaque:
+        return ""
+    todo = [m for m in s.ctx.source.migrations if m.version in set(s.pending())]
+    if not todo:
+        return ""
+    st = s.settings
+    report = lint_migrations(todo, config_of(st.lint_disable, st.lint_strict))
+    if report.errors and not s.ctx.allow_lint:
+        first = report.errors[0]
+        raise VerifyError(
+            f"lint: {len(report.errors)} error(s) in the pending migrations; the first: "
+            f"{Path(first.path).name}:{first.line} {first.rule}: {first.message}",
+            hint="see `composekit lint`: write it the safe way, make it a contract migration "
+            "(-- composekit:phase contract) if the old release must be gone first, allow it "
+            "with a reason (-- composekit:allow RULE because …), or deploy with --allow-lint",
+            details=[f"{Path(f.path).name}:{f.line} {f.rule}: {f.message}" for f in report.errors],
+        )
+    if st.layout.web_migrates and s.after_rollout():
+        env = s.project.config().get("services", {}).get(st.web_service, {}).get("environment")
+        if (env or {}).get("COMPOSEKIT_PHASE") != "expand":
+            raise ConfigError(
+                f"contract migrations are pending, but {st.web_service} (which migrates as it "
+                "starts) would apply them before the old web is gone",
+                hint=f"set COMPOSEKIT_PHASE: expand in the environment of {st.web_service} "
+                "(composekit init's app-startup template does)",
+            )
+    forced = f", {len(report.errors)} error(s) let through by --allow-lint" if report.errors else ""
+    return f"; lint: {len(report.warnings)} warning(s){forced}"
 
 
 class Together(Step):
@@ -365,16 +574,26 @@ class Maintenance(StateStep):
         running = sorted({x.service for x in self.s.project.ps(self.services, all=False)})
         self.s.stopped = running
         self.s.checkpoint()  # what to start again, should this run be killed while they are off
+        page = ""
+        if self.s.proxy is not None:
+            self.s.proxy.ensure_running(self.s.deadline)
+            self.s.proxy.set(None, maintenance=True)
+            page = f"; {self.s.settings.proxy_service} answers 503 (Retry-After) meanwhile"
         if running:
             self.s.project.stop(running)
-        return f"stopped {', '.join(running)}" if running else "nothing was running"
+        return (f"stopped {', '.join(running)}" if running else "nothing was running") + page
 
     def undo(self) -> str:
-        if not self.s.stopped:
+        if not self.s.stopped and self.s.proxy is None:
             return ""
-        point_back(self.s)  # so they start on the image they ran before
-        start_services(self.s, self.s.stopped)
-        return f"started {', '.join(self.s.stopped)} again"
+        if self.s.stopped:
+            point_back(self.s)  # so they start on the image they ran before
+            start_services(self.s, self.s.stopped)
+        if self.s.proxy is not None:
+            web = self.s.settings.web_service
+            serving = [c.name for c in self.s.project.ps([web], all=False)]
+            self.s.proxy.set(serving, maintenance=False)
+        return f"started {', '.join(self.s.stopped)} again" if self.s.stopped else ""
 
 
 class Resume(StateStep):

@@ -25,10 +25,15 @@ class Verify(StateStep):
     def run(self) -> str:
         st, target = self.s.settings, self.s.ctx.target
         self.s.ledger_after = self.s.ledger()
+        later = self.s.after_rollout(self.s.ledger_after or [])  # contract: after the rollout
         missing = (
             []
             if self.s.ctx.opaque  # an opaque migrator keeps a ledger of its own
-            else [m.version for m in pending(self.s.ctx.source, self.s.ledger_after or [])]
+            else [
+                m.version
+                for m in pending(self.s.ctx.source, self.s.ledger_after or [])
+                if m.version not in later
+            ]
         )
         if missing:
             raise VerifyError(
@@ -48,8 +53,10 @@ class Verify(StateStep):
             schema = "; " + compare_schema(target, st.expected_schema_path)
         ours = applied_since(self.s, self.s.ledger_after or [])  # from the ledger itself
         new = f"applied {', '.join(ours)}; " if ours else ""
+        after = f"; after the rollout: {', '.join(later)}" if later else ""
         return (
-            f"{new}{len(self.s.ledger_after or [])} applied, {len(checks)} check(s) passed{schema}"
+            f"{new}{len(self.s.ledger_after or [])} applied, {len(checks)} check(s) passed"
+            f"{schema}{after}"
         )
 
 

@@ -7,16 +7,13 @@ test command in it ourselves, every 0.2 s, so the deploy goes on the moment it p
 
 from __future__ import annotations
 
-import http.client
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 
-from composekit.deadline import Deadline
+from composekit.deploy.health import health_gate
+from composekit.deploy.rollout import retire, roll_out
 from composekit.deploy.state import DeployState
 from composekit.errors import DockerError
-from composekit.progress import Progress
 
 KEPT_PREFIX = "ck-"
 
@@ -79,45 +76,6 @@ def wait_healthcheck(s: DeployState, service: str, test: list[str]) -> None:
     )
 
 
-CLIENT_ERROR_GRACE_S = 5.0  # a release may answer 404 while its routes load: not for longer
-
-
-def health_gate(url: str, deadline: Deadline, progress: Progress, in_a_row: int = 3) -> None:
-    """``url`` must answer 200 ``in_a_row`` times in a row before the deadline. Answering only
-    4xx (but 408/429) for :data:`CLIENT_ERROR_GRACE_S` fails at once: that URL is wrong, or this
-    release does not serve it — waiting out the whole --timeout would not change that."""
-    streak, last = 0, ""
-    client_errors_since: float | None = None
-    while not deadline.expired:
-        try:
-            with urllib.request.urlopen(url, timeout=deadline.remaining(3) + 0.1) as r:
-                ok = r.status == 200
-                last = str(r.status)
-        except urllib.error.HTTPError as exc:
-            ok, last = False, str(exc.code)
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # refused, reset
-            ok, last = False, type(exc).__name__
-        streak = streak + 1 if ok else 0
-        if streak >= in_a_row:
-            return
-        if last.startswith("4") and last not in ("408", "429"):
-            client_errors_since = client_errors_since or time.monotonic()
-            if time.monotonic() - client_errors_since >= CLIENT_ERROR_GRACE_S:
-                raise DockerError(
-                    f"{url} answered {last} for {CLIENT_ERROR_GRACE_S:g}s: the URL is wrong, or "
-                    "this release does not serve it",
-                    hint="check [web] health_url, and that the release serves that path",
-                )
-        else:
-            client_errors_since = None
-        time.sleep(min(0.5, deadline.remaining()))
-    raise DockerError(
-        f"{url} did not answer 200 {in_a_row} times in a row within the --timeout of "
-        f"{deadline.seconds:g}s (last: {last or 'no answer'})",
-        hint="see `docker compose logs web`",
-    )
-
-
 def point_back(s: DeployState) -> bool:
     """Re-point the web's image name at the image it ran before this run (if any)."""
     if not (s.web.previous and s.web.name):
@@ -137,7 +95,11 @@ def previous_web_back(s: DeployState) -> str:
     if s.ctx.maintenance:  # it starts again (on that image) once the database is back
         s.project.stop([web])
         return f"{web} stopped; its image name points at {short(s.web.previous)} again"
-    start_web(s, force_recreate=True, release=False)
+    if s.proxy is not None:
+        roll_out(s, release=False)
+        retire(s)
+    else:
+        start_web(s, force_recreate=True, release=False)
     return f"{web} back on {short(s.web.previous)}"
 
 

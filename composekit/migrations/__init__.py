@@ -11,6 +11,7 @@ cheap: psycopg and pglast load only when a database or a SQL file is touched.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,10 @@ from composekit.migrations.results import (
 )
 from composekit.migrations.runner import Migrator
 from composekit.migrations.source import (
+    CONTRACT_DIR,
     FORMATS,
+    PHASE,
+    PHASES,
     Migration,
     Section,
     Source,
@@ -38,7 +42,10 @@ from composekit.migrations.source import (
 from composekit.migrations.writer import new_migration, next_version
 
 __all__ = [
+    "CONTRACT_DIR",
     "FORMATS",
+    "PHASE",
+    "PHASES",
     "Applied",
     "Direction",
     "Ledger",
@@ -75,8 +82,11 @@ def upgrade(database_url: str, directory: str | Path = "migrations", **options: 
     target = options.pop("target", None)
     steps = options.pop("steps", None)
     atomic = options.pop("atomic", False)
+    # a web that migrates as it starts runs expand migrations only when its environment says
+    # COMPOSEKIT_PHASE=expand (the scaffolded app-startup web does): the deploy runs the rest
+    phase = options.pop("phase", None) or os.environ.get("COMPOSEKIT_PHASE") or "all"
     return Migrator(database_url, directory, **options).upgrade(
-        target=target, steps=steps, atomic=atomic
+        target=target, steps=steps, atomic=atomic, phase=phase
     )
 
 

@@ -28,7 +28,7 @@ from composekit.migrations.results import (
     RunResult,
     Status,
 )
-from composekit.migrations.source import Migration, Source, load_source, version_key
+from composekit.migrations.source import PHASES, Migration, Source, load_source, version_key
 from composekit.progress import Progress, silent
 
 if TYPE_CHECKING:
@@ -128,8 +128,13 @@ class Migrator:
         return st
 
     # -- planning -------------------------------------------------------------------------------
-    def _select_up(self, st: Status, target: str | None, steps: int | None) -> list[Migration]:
+    def _select_up(
+        self, st: Status, target: str | None, steps: int | None, phase: str = "all"
+    ) -> list[Migration]:
         todo = st.pending
+        if phase == "expand":  # up to the first contract migration: the rest after the rollout
+            first = next((i for i, m in enumerate(todo) if m.contract), len(todo))
+            todo = todo[:first]
         if target is not None:
             tkey = self._known_key(target)
             todo = [m for m in todo if m.key <= tkey]
@@ -255,13 +260,18 @@ class Migrator:
         steps: int | None = None,
         atomic: bool = False,
         allow_out_of_order: bool | None = None,
+        phase: str = "all",
     ) -> RunResult:
-        """Apply pending migrations (all, up to ``target``, or the next ``steps``)."""
+        """Apply pending migrations (all, up to ``target``, or the next ``steps``). ``phase``
+        ``expand``: only those before the first pending contract migration (a deploy applies
+        the rest after the web rollout); ``contract`` or ``all``: every pending one."""
+        if phase not in PHASES:
+            raise UsageError(f"unknown phase {phase!r}", hint=f"use one of: {', '.join(PHASES)}")
         allow = self.allow_out_of_order if allow_out_of_order is None else allow_out_of_order
         with self._locked() as (_, work):
             st = self._status(work)
             self._preconditions(st, allow)
-            todo = self._select_up(st, target, steps)
+            todo = self._select_up(st, target, steps, phase)
             if atomic:
                 bad = [m for m in todo if not m.transactional]
                 if bad:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from composekit.errors import ConfigError
@@ -113,6 +113,7 @@ class Migration:
     format: str = "native"
     key: tuple[int, ...] = field(default=(), compare=False)
     down_reason: str = ""  # why its down section is not transactional ("": it is)
+    contract: bool = False  # runs after the web rollout (see :data:`CONTRACT_DIR`, :data:`PHASE`)
 
     @property
     def down_transactional(self) -> bool:
@@ -146,6 +147,14 @@ class Source:
 
     def by_version(self) -> dict[str, Migration]:
         return {m.version: m for m in self.migrations}
+
+
+CONTRACT_DIR = "post"
+"""Migrations in ``<migrations>/post/`` are **contract** migrations: a deploy applies them after the
+new web serves and the old is retired (so they may drop what only the old release used)."""
+PHASE = re.compile(r"^[ \t]*--[ \t]*composekit:phase[ \t]+contract\b", re.IGNORECASE | re.MULTILINE)
+"""The same, marked in the file: a line ``-- composekit:phase contract``."""
+PHASES = ("all", "expand", "contract")
 
 
 def split_statements(section: Section) -> list[Statement]:
@@ -323,6 +332,10 @@ def load_source(directory: str | Path, fmt: str = "auto") -> Source:
             f"unknown migrations format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}"
         )
     files = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
+    if (d / CONTRACT_DIR).is_dir():  # contract migrations: the same versions, one sequence
+        files += sorted(
+            p for p in (d / CONTRACT_DIR).iterdir() if p.is_file() and not p.name.startswith(".")
+        )
     fmt = detect_format(files) if fmt == "auto" else fmt
     ignored: list[str] = []
     found: dict[str, list[tuple[str, str, Path]]] = {}  # version -> [(kind, name, path)]
@@ -425,6 +438,8 @@ def load_source(directory: str | Path, fmt: str = "auto") -> Source:
                 bool(_NO_TX_DIRECTIVE.search(down_text))
                 or bool(downs and downs[0][2] in no_tx_files),
             )
+        if up_path.parent.name == CONTRACT_DIR or PHASE.search(_read(up_path)):
+            mig = replace(mig, contract=True)
         migrations.append(mig)
     migrations.sort(key=lambda m: m.key)
     return Source(d, fmt, migrations, ignored)

@@ -1061,3 +1061,39 @@ def test_a_signal_mid_migration_rolls_it_back_and_exits_128_plus_its_number(
     assert "Traceback" not in err
     _wait_gone(db_url, pid)
     assert ledger(db_url) == ["1"] and "b" not in tables(db_url)
+
+
+def test_expand_phase_stops_before_the_first_contract_migration(
+    db_url: str, tmp_path: Path
+) -> None:
+    d = mig_dir(
+        tmp_path,
+        {
+            "0001_a.sql": UP.format(up="CREATE TABLE a (id int, old text);", down="DROP TABLE a;"),
+            "0002_b.sql": UP.format(
+                up="ALTER TABLE a ADD COLUMN new text;", down="ALTER TABLE a DROP COLUMN new;"
+            ),
+            "0004_d.sql": UP.format(up="CREATE TABLE d (id int);", down="DROP TABLE d;"),
+            # marked in the file, before -- migrate:up
+            "0005_e.sql": "-- composekit:phase contract\n"
+            + UP.format(up="DROP TABLE d;", down="CREATE TABLE d (id int);"),
+        },
+    )
+    (d / "post").mkdir()  # a contract migration by its folder: one version sequence with the rest
+    (d / "post" / "0003_drop_old.sql").write_text(
+        UP.format(up="ALTER TABLE a DROP COLUMN old;", down="ALTER TABLE a ADD COLUMN old text;")
+    )
+    source = migrations.load_source(d)
+    assert [(m.version, m.contract) for m in source.migrations] == [
+        ("0001", False), ("0002", False), ("0003", True), ("0004", False), ("0005", True),
+    ]  # fmt: skip
+    r = cli(db_url, "migrate", "up", "--dir", str(d), "--phase", "expand")
+    assert r.returncode == 0, r.stderr
+    assert ledger(db_url) == ["0001", "0002"]  # 0004 waits behind the contract 0003
+    r = run_cli("migrate", "up", "--dir", str(d),
+                env={"DATABASE_URL": db_url, "COMPOSEKIT_PHASE": "expand"})  # fmt: skip
+    assert r.returncode == 0 and "up to date" in r.stdout and ledger(db_url) == ["0001", "0002"]
+    r = cli(db_url, "migrate", "up", "--dir", str(d), "--phase", "contract")
+    assert r.returncode == 0, r.stderr
+    assert ledger(db_url) == ["0001", "0002", "0003", "0004", "0005"]
+    assert cli(db_url, "migrate", "up", "--dir", str(d), "--phase", "later").returncode == 2

@@ -237,6 +237,8 @@ def test_an_adopted_alembic_migrator_is_undone_by_downgrade_or_by_restore(make_a
     code, err = app.deploy()
     assert code == 0, err
     assert app.page() == "columns: id, email, bio\n"
+    # no proxy in this project: the web was recreated in place, and the deploy says what that costs
+    assert "not zero-downtime: the project has no proxy service" in err
 
 
 def test_an_alembic_app_startup_web_that_fails_is_undone_by_downgrade(make_alembic) -> None:  # type: ignore[no-untyped-def]

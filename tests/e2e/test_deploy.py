@@ -69,7 +69,7 @@ def test_migrator_deploys_and_undoes_every_kind_of_failure(make_app) -> None:  #
         if health["web"] != "starting" or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert health == {"db": "healthy", "web": "healthy"}
+    assert health == {"db": "healthy", "web": "healthy", "proxy": None}  # the proxy has no check
     assert (st["ledger_version"], st["pending"], st["last_deploy"]["ok"]) == ("0001", [], True)
     assert st["last_backup"]["label"] == "pre-deploy"
     app.psql(
@@ -92,7 +92,14 @@ def test_migrator_deploys_and_undoes_every_kind_of_failure(make_app) -> None:  #
         "ALTER TABLE users DROP COLUMN x;",
     )
     migration(app, "0004_z.sql", "CREATE TABLE z (id int);", "DROP TABLE z;")
-    r = deploy(app)
+    r = deploy(app)  # lint reads the SQL with PostgreSQL's parser: refused before any change
+    assert r.returncode == ExitCode.VERIFY, r.stderr
+    assert (
+        "lint: 1 error(s) in the pending migrations; the first: 0003_broken.sql:2 syntax-error"
+        in r.stderr
+    )
+    assert fingerprint(app) == good and web_image(app) == image
+    r = deploy(app, "--allow-lint")  # and if it runs anyway, the server's error is undone
     assert r.returncode == ExitCode.DEPLOY_UNDONE, r.stderr
     assert "deploy failed at migrate" in r.stderr and "0003_broken.sql:2" in r.stderr
     assert "every completed step was undone" in r.stderr and "Traceback" not in r.stderr
@@ -119,15 +126,15 @@ def test_migrator_deploys_and_undoes_every_kind_of_failure(make_app) -> None:  #
     )
     r = deploy(app)
     assert r.returncode == ExitCode.DEPLOY_UNDONE and "deploy failed at web" in r.stderr
-    assert "web back on" in r.stderr and "reverted 0004, 0003, 0002" in r.stderr
+    assert "serving again" in r.stderr and "reverted 0004, 0003, 0002" in r.stderr
     assert fingerprint(app) == good and web_image(app) == image
     assert "Written between deploys" in app.page()
 
     history = json.loads(run_cli("-C", str(app.dir), "history", "--json").stdout)["deploys"]
-    assert [h["ok"] for h in history] == [True, False, False, False]
-    assert [h["ledger_after"] for h in history] == [["0001"]] * 4
+    assert [h["ok"] for h in history] == [True, False, False, False, False]
+    assert [h["ledger_after"] for h in history] == [["0001"]] * 5
     failed = [next(s["name"] for s in h["steps"] if s["status"] == "failed") for h in history[1:]]
-    assert failed == ["migrate", "verify", "web"]
+    assert failed == ["lock", "migrate", "verify", "web"]  # lock: lint refused it
     # where the last one spent its time, and its undo, newest first after the failure
     shown = run_cli("-C", str(app.dir), "history", "show", "--last")
     assert shown.returncode == 0, shown.stderr
@@ -321,7 +328,7 @@ def test_rollback_returns_to_a_kept_web_image_and_leaves_the_database_alone(make
     )
     r = rollback(app, "ck-29990101T000000-broken")
     assert r.returncode == ExitCode.DEPLOY_UNDONE, r.stderr
-    assert "rollback failed at web" in r.stderr and "web back on" in r.stderr
+    assert "rollback failed at web" in r.stderr and "serving again" in r.stderr
     assert web_image(app) == images[2] and "<h1>Users r3</h1>" in app.page()
     assert rollback(app, "nope").returncode == ExitCode.USAGE
 
@@ -390,7 +397,7 @@ def test_restore_undo_reports_rows_and_maintenance_keeps_the_web_off(make_app) -
     assert p.returncode == ExitCode.DEPLOY_UNDONE, err
     assert "public.users" not in err and "started web, worker again" in err
     assert web_image(app) == image and "<th>bio</th>" in app.page()
-    assert {s.service for s in app.project.ps(all=False)} == {"db", "web", "worker"}
+    assert {s.service for s in app.project.ps(all=False)} == {"db", "proxy", "web", "worker"}
     assert {k: v for k, v in fingerprint(app).items() if k != "beats"} == good
     # restored with its writers off: every row written until they stopped is there
     until = during.split(" up to ")[1]
@@ -529,7 +536,8 @@ def test_a_failing_build_changes_nothing_and_the_health_url_gates_the_release(ma
     )
     r = run_cli("-C", str(app.dir), "deploy", "--timeout", "30")
     assert r.returncode == ExitCode.DEPLOY_UNDONE, r.stderr
-    assert f"{url}/ready answered 404 for 5s: the URL is wrong" in r.stderr
+    assert f"{url}/ready (through proxy, on {app.name}-web-" in r.stderr  # each new one, alone
+    assert "answered 404 for 5s: the URL is wrong" in r.stderr
     assert fingerprint(app) == good and web_image(app) == image and "Users r2" not in app.page()
 
     # 3. a URL that answers: the release goes out

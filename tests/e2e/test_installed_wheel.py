@@ -14,7 +14,7 @@ import pytest
 
 from composekit import __version__
 from composekit.compose import ComposeProject
-from composekit.images import POSTGRES_IMAGE, PYTHON_IMAGE, cache_dir, wheelhouse
+from composekit.images import HAPROXY_IMAGE, POSTGRES_IMAGE, PYTHON_IMAGE, cache_dir, wheelhouse
 from composekit.vendor import wheel_name
 from tests.apps import free_ports
 
@@ -54,7 +54,8 @@ def test_a_wheel_in_a_fresh_venv_scaffolds_deploys_and_migrates(
     name = "ckw" + uuid.uuid4().hex[:8]
     r = run(
         ck, "init", name, "--layout", "migrator", "--ci", "github",
-        "--db-image", POSTGRES_IMAGE, "--python-image", PYTHON_IMAGE, cwd=tmp_path,
+        "--db-image", POSTGRES_IMAGE, "--python-image", PYTHON_IMAGE,
+        "--proxy-image", HAPROXY_IMAGE, cwd=tmp_path,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     app = tmp_path / name

@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import time
+import urllib.error
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def test_sigterm_at_each_deploy_step_undoes_everything_and_exits_143(make_app) -
         wait_for_query(app, "pg_sleep(7)", run.p)
 
     def never_healthy_web(run: Running) -> None:
-        run.wait_for("web: up -d")
+        run.wait_for("new web container(s) beside")
         time.sleep(2)
 
     cases: list[tuple[str, Callable[[Running], None]]] = [
@@ -131,6 +132,10 @@ def test_a_signal_at_each_restore_phase_leaves_the_site_up_and_nothing_behind(
     for phase in ("into scratch database", "for the swap", "pre-restore-snapshot"):
         run = Running("-C", str(app.dir), "restore", backup, "--yes")
         run.wait_for(phase)
+        if phase == "for the swap":  # the web is stopped: the proxy shows its maintenance page
+            with pytest.raises(urllib.error.HTTPError) as page:
+                app.page()
+            assert page.value.code == 503 and page.value.headers["Retry-After"] == "30"
         run.signal_group(signum)
         code, err = run.finish()
         assert code in (128 + signum, 0), f"{phase}: {err}"  # 0: it was done before the signal

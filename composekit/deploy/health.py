@@ -1,0 +1,70 @@
+"""Health gates over HTTP: a URL (or a probe through the proxy) answering 200 in a row."""
+
+from __future__ import annotations
+
+import http.client
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+from composekit.deadline import Deadline
+from composekit.errors import DockerError
+from composekit.progress import Progress
+
+CLIENT_ERROR_GRACE_S = 5.0  # a release may answer 404 while its routes load: not for longer
+
+
+def fetch_status(url: str, timeout: float) -> str:
+    """GET ``url``: its status code, or the name of the error (refused, reset, timed out)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return str(r.status)
+    except urllib.error.HTTPError as exc:
+        return str(exc.code)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        return type(getattr(exc, "reason", exc)).__name__
+
+
+def health_gate(url: str, deadline: Deadline, progress: Progress, in_a_row: int = 3) -> None:
+    """``url`` must answer 200 ``in_a_row`` times in a row before the deadline."""
+    answers_200(lambda: fetch_status(url, deadline.remaining(3) + 0.1), url, deadline, in_a_row)
+
+
+def answers_200(
+    fetch: Callable[[], str],
+    url: str,
+    deadline: Deadline,
+    in_a_row: int = 3,
+    where: str = "",
+    accept: Callable[[str], bool] = lambda status: status == "200",
+    want: str = "200",
+) -> None:
+    """``fetch`` (a GET of ``url``, maybe through the proxy to one container: ``where``) must give
+    an answer ``accept`` takes (200) ``in_a_row`` times in a row before the deadline. Answering
+    only 4xx (but 408/429) for :data:`CLIENT_ERROR_GRACE_S` fails at once: that URL is wrong, or
+    this release does not serve it — waiting out the whole --timeout would not change that."""
+    streak, last = 0, ""
+    client_errors_since: float | None = None
+    while not deadline.expired:
+        last = fetch()
+        ok = accept(last)
+        streak = streak + 1 if ok else 0
+        if streak >= in_a_row:
+            return
+        if not ok and last.startswith("4") and last not in ("408", "429"):
+            client_errors_since = client_errors_since or time.monotonic()
+            if time.monotonic() - client_errors_since >= CLIENT_ERROR_GRACE_S:
+                raise DockerError(
+                    f"{url}{where} answered {last} for {CLIENT_ERROR_GRACE_S:g}s: the URL is "
+                    "wrong, or this release does not serve it",
+                    hint="check [web] health_url, and that the release serves that path",
+                )
+        else:
+            client_errors_since = None
+        time.sleep(min(0.1 if ok else 0.3, deadline.remaining()))
+    raise DockerError(
+        f"{url}{where} did not answer {want} {in_a_row} time(s) in a row within the --timeout of "
+        f"{deadline.seconds:g}s (last: {last or 'no answer'})",
+        hint="see `docker compose logs web`",
+    )
