@@ -3,7 +3,9 @@
 1. `composekit init` a project in the migrator layout (images: the offline stand-ins)
 2. `composekit deploy`: backup, build, migrate (one-off migrator), verify, health-gated web
 3. `composekit migrate new`, then deploy again: the new column is on the page
-4. a release whose second migration is broken: deploy exits 7, everything undone, old web serving
+4. a release whose second migration has a syntax error: lint refuses the deploy before anything
+   changes (exit 6); with a migration that fails on the server instead: deploy exits 7,
+   everything undone, the old web serving
 5. `composekit rollback`: the web back one release and forward again, database untouched
 5. `composekit history`, `composekit backup list`; take the project down (unless --keep)
 """
@@ -76,14 +78,22 @@ def main() -> int:
         shown = page(port)
         print(shown)
         assert "<td>London</td>" in shown, "the new column should be on the page"
-        step(
-            "a broken release: 0003 adds a table, 0004 has a syntax error — deploy must undo it all"
-        )
+        step("a broken release: 0003 adds a table, 0004 has a syntax error — lint refuses it")
         (app / "migrations" / "0003_orders.sql").write_text(
-            "-- migrate:up\nCREATE TABLE orders (id int);\n-- migrate:down\nDROP TABLE orders;\n"
+            "-- migrate:up\nCREATE TABLE orders (id bigint);\n-- migrate:down\nDROP TABLE orders;\n"
         )
-        (app / "migrations" / "0004_broken.sql").write_text(
+        broken = app / "migrations" / "0004_broken.sql"
+        broken.write_text(
             "-- migrate:up\nALTER TABLE users ADD COLUMN oops int NOT NUL;\n-- migrate:down\nSELECT 1;\n"
+        )
+        print("$ composekit deploy", flush=True)
+        refused = subprocess.run([str(EXE), "deploy"], cwd=app)
+        print(f"  exit code {refused.returncode} (6 = refused before anything changed)")
+        assert refused.returncode == 6
+        step("0004 fails on the server instead (a duplicate key): deploy must undo it all")
+        broken.write_text(
+            "-- migrate:up\nINSERT INTO users (email, name) VALUES ('ada@example.com', 'Ada again');\n"
+            "-- migrate:down\nSELECT 1;\n"
         )
         print("$ composekit deploy", flush=True)
         failed = subprocess.run([str(EXE), "deploy"], cwd=app)
