@@ -8,7 +8,8 @@ Baseline (what teams copy today, each round with one new pending migration):
 composekit deploy does more in the same round: verified backup + manifest, lock, ledger checks,
 verify step, a rollout behind the proxy (new web beside the old, healthy, switch, drain). Also timed:
 a deploy with nothing to do. During every timed run, two visitors request the site through the
-proxy every 20 ms; each answer that is not a 200 counts as a failed request.
+proxy about every 25 ms (tests/apps.py's Traffic); each answer that is not a 200 counts as a
+failed request.
 
 Run: .venv/bin/python bench/deploy.py [--rounds 3]
 """
@@ -23,56 +24,22 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
 from _util import report  # noqa: E402
 
 from composekit.compose import ComposeProject  # noqa: E402
 from composekit.doctor import doctor  # noqa: E402
 from composekit.images import HAPROXY_IMAGE, POSTGRES_IMAGE, PYTHON_IMAGE  # noqa: E402
 from composekit.scaffold import scaffold  # noqa: E402
+from tests.apps import Traffic  # noqa: E402
 
 EXE = Path(sys.executable).parent / "composekit"
-
-
-class Visitors:
-    """Two threads requesting the site every 20 ms while a deploy runs; counts failed requests."""
-
-    def __init__(self, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}/"
-        self.failed = 0
-        self.total = 0
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._visit) for _ in range(2)]
-
-    def _visit(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with urllib.request.urlopen(self.url, timeout=10) as r:
-                    ok = r.status == 200
-                    r.read()
-            except (urllib.error.URLError, OSError):
-                ok = False
-            self.total += 1
-            self.failed += not ok
-            time.sleep(0.02)
-
-    def __enter__(self) -> Visitors:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join()
 
 
 def main() -> None:
@@ -135,11 +102,11 @@ def main() -> None:
                 ((shell_t, shell), (ck_t, ck)) if r % 2 == 0 else ((ck_t, ck), (shell_t, shell))
             ):
                 add_migration()
-                with Visitors(port) as visitors:
+                with Traffic(port) as visitors:  # the tests' visitors: every answer checked
                     t0 = time.perf_counter()
                     fn()
                     bucket.append(time.perf_counter() - t0)
-                failed["composekit" if fn is ck else "shell"].append(visitors.failed)
+                failed["composekit" if fn is ck else "shell"].append(len(visitors.failed()))
                 if fn is ck:  # deploy again, nothing to do (after a composekit deploy: the shell's
                     # migrator build leaves a second image with a different service label in the
                     # build cache, which a later web build may pick, changing the web's image ID)

@@ -23,10 +23,8 @@ With no server left (``--maintenance``, a restore's swap) HAProxy answers with
 
 from __future__ import annotations
 
-import http.client
 import socket
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -270,28 +268,16 @@ class Proxy:
                 )
             time.sleep(0.05)
 
-    def slot_of(self, host: str) -> str:
-        for s in self.servers():
-            if s.slot and s.host == host:
-                return s.name
-        raise DockerError(
-            f"the proxy has no slot for {host}", hint="composekit sets one before it probes"
-        )
-
-    def probe(self, path: str, host: str, timeout: float = 3) -> str:
-        """Request ``path`` through the proxy's public port, from container ``host`` alone: the
-        status code, or the error's name."""
-        req = urllib.request.Request(
-            f"http://{self.public()}{path}", headers={PROBE_HEADER: self.slot_of(host)}
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                r.read()
-                return str(r.status)
-        except urllib.error.HTTPError as exc:
-            return str(exc.code)
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-            return type(getattr(exc, "reason", exc)).__name__
+    def probe_request(self, path: str, host: str) -> urllib.request.Request:
+        """A request for ``path`` through the proxy's public port that container ``host`` alone
+        answers (its slot's probe header). Built once per container: the port and slot lookups
+        cost a ``docker compose port`` and two API calls."""
+        slot = next((s.name for s in self.servers() if s.slot and s.host == host), None)
+        if slot is None:
+            raise DockerError(
+                f"the proxy has no slot for {host}", hint="composekit sets one before it probes"
+            )
+        return urllib.request.Request(f"http://{self.public()}{path}", headers={PROBE_HEADER: slot})
 
 
 def _already(server: Server, want: str) -> bool:

@@ -15,7 +15,7 @@ from composekit.progress import Progress
 CLIENT_ERROR_GRACE_S = 5.0  # a release may answer 404 while its routes load: not for longer
 
 
-def fetch_status(url: str, timeout: float) -> str:
+def fetch_status(url: str | urllib.request.Request, timeout: float) -> str:
     """GET ``url``: its status code, or the name of the error (refused, reset, timed out)."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:

@@ -5,7 +5,8 @@
 2. gate them: Docker's own healthcheck says ``healthy`` (so ``docker ps`` agrees with composekit
    when the deploy returns), then the proxy's view — the health path requested through the proxy's
    public port, routed to each new container alone by a probe route;
-3. switch: one atomic load of the proxy's configuration; requests in flight finish on the old;
+3. switch: over the proxy's runtime API, the new servers ready, then the old ones drain (no
+   reload: no connection is touched, and never a moment without a server);
 4. drain: wait until the proxy has no request in flight to the old containers;
 5. retire: stop and remove the old ones by name (``--scale web=1`` would remove the newest), as the
    last step of the run, so an undo until then only switches back.
@@ -17,10 +18,11 @@ undo switches back the same way (old serving again, new drained, then removed).
 from __future__ import annotations
 
 import time
+import urllib.request
 from urllib.parse import urlsplit
 
 from composekit.compose import ServiceState
-from composekit.deploy.health import answers_200
+from composekit.deploy.health import answers_200, fetch_status
 from composekit.deploy.state import DeployState
 from composekit.errors import DockerError
 from composekit.proxy import Proxy
@@ -128,15 +130,16 @@ def wait_healthy(s: DeployState, names: list[str]) -> None:
 
 def probe(s: DeployState, proxy: Proxy, *, release: bool) -> None:
     """Each new container through the proxy: ``health_url``'s path answers 200 three times in a
-    row (as :func:`~composekit.deploy.web.answers_200` judges it), or, with no ``health_url``,
+    row (as :func:`~composekit.deploy.health.answers_200` judges it), or, with no ``health_url``,
     ``/`` answers anything but a 5xx or a refused connection."""
     url = s.settings.health_url if release else None
     parts = urlsplit(url or "/")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     for name in s.gen.new:
+        req = proxy.probe_request(path, name)
 
-        def fetch(host: str = name) -> str:
-            return proxy.probe(path, host, timeout=s.deadline.remaining(3) + 0.1)
+        def fetch(req: urllib.request.Request = req) -> str:
+            return fetch_status(req, s.deadline.remaining(3) + 0.1)
 
         where = f" (through {proxy.service}, on {name})"
         if url:
