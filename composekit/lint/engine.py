@@ -21,8 +21,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from composekit.errors import ConfigError
 from composekit.lint.rules import RULES, Rule, Severity
-from composekit.migrations import CONTRACT_DIR, PHASE, Migration, Section
+from composekit.migrations import BACKFILL, CONTRACT_DIR, PHASE, Backfill, Migration, Section
 
 ALLOW = re.compile(
     r"--\s*composekit:allow(?P<file>-file)?\s+(?P<rules>[\w-]+(?:\s*,\s*[\w-]+)*)"
@@ -76,6 +77,7 @@ class _File:
     transactional: bool
     contract: bool
     config: LintConfig
+    backfill: Backfill | None = None  # its UPDATE runs in batches (no unbatched-update)
     created: set[str] = field(default_factory=set)  # tables created earlier in this file
     findings: list[Finding] = field(default_factory=list)
     file_allows: dict[str, str] = field(default_factory=dict)
@@ -92,7 +94,13 @@ class _File:
 
 def lint_migration(m: Migration, config: LintConfig | None = None) -> list[Finding]:
     """The findings of ``m``'s up section (its down section runs only in an undo)."""
-    return lint_section(m.up, transactional=m.transactional, config=config, contract=m.contract)
+    return lint_section(
+        m.up,
+        transactional=m.transactional,
+        config=config,
+        contract=m.contract,
+        backfill=m.backfill or False,
+    )
 
 
 def lint_section(
@@ -101,7 +109,9 @@ def lint_section(
     transactional: bool = True,
     config: LintConfig | None = None,
     contract: bool | None = None,
+    backfill: Backfill | bool | None = None,
 ) -> list[Finding]:
+    """``backfill``: the migration's options (False: none); None reads them from ``section``."""
     from pglast import parse_sql
     from pglast.parser import ParseError
 
@@ -109,6 +119,20 @@ def lint_section(
         contract = phase_of(section) == "contract"
     f = _File(section, transactional, contract, config or LintConfig())
     _read_allows(f)
+    marked = BACKFILL.search(section.sql)
+    if backfill is None and marked:
+        try:
+            backfill = Backfill.parse(marked.group("opts"), section.path.name)
+        except ConfigError as exc:
+            at = marked.start()
+            _add(f, "syntax-error", at, exc.message, stmt_at=at)
+            return f.findings
+    f.backfill = backfill if isinstance(backfill, Backfill) else None
+    if f.backfill and f.backfill.not_null and not contract:
+        at = marked.start() if marked else 0
+        cols = ", ".join(f.backfill.not_null)
+        _add(f, "backfill-not-null-in-expand", at,
+             f"backfill sets NOT NULL on {cols} in an expand migration", stmt_at=at)  # fmt: skip
     try:
         stmts = parse_sql(section.sql)
     except ParseError as exc:
@@ -400,7 +424,7 @@ def _truncate(f: _File, node: Any, at: int) -> None:
 
 def _update(f: _File, node: Any, at: int) -> None:
     table = _name(node.relation)
-    if node.whereClause is None and table not in f.created:
+    if node.whereClause is None and table not in f.created and f.backfill is None:
         verb = "UPDATE" if type(node).__name__ == "UpdateStmt" else "DELETE FROM"
         _add(f, "unbatched-update", at, f"{verb} {table} without WHERE", stmt_at=at)
 

@@ -198,6 +198,13 @@ _RULES = [
         "transactions), or a WHERE that keeps it small",
     ),
     Rule(
+        "backfill-not-null-in-expand", W,
+        "the backfill's NOT NULL runs while the old release still serves: a row it inserts "
+        "without the column makes the VALIDATE fail, and the backfill stops there",
+        "put the backfill in migrations/post/ (or mark it `-- composekit:phase contract`), so it "
+        "runs once the new release writes the column",
+    ),
+    Rule(
         "transaction-nesting", E,
         "composekit already runs each migration in a transaction (with its ledger row); BEGIN/"
         "COMMIT inside it break that, and make the file run without one",

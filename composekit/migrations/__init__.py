@@ -28,10 +28,12 @@ from composekit.migrations.results import (
 )
 from composekit.migrations.runner import Migrator
 from composekit.migrations.source import (
+    BACKFILL,
     CONTRACT_DIR,
     FORMATS,
     PHASE,
     PHASES,
+    Backfill,
     Migration,
     Section,
     Source,
@@ -42,11 +44,13 @@ from composekit.migrations.source import (
 from composekit.migrations.writer import new_migration, next_version
 
 __all__ = [
+    "BACKFILL",
     "CONTRACT_DIR",
     "FORMATS",
     "PHASE",
     "PHASES",
     "Applied",
+    "Backfill",
     "Direction",
     "Ledger",
     "LedgerRow",

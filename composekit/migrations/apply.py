@@ -18,6 +18,7 @@ from typing import Any
 
 from composekit.db import BlockerWatch
 from composekit.errors import MigrationError
+from composekit.migrations.backfill import Backfiller, plan_backfill
 from composekit.migrations.ledger import Ledger, LedgerRow
 from composekit.migrations.results import Applied, Direction
 from composekit.migrations.source import Migration, Section
@@ -66,10 +67,35 @@ class Applier:
     progress: Progress
 
     def apply(self, m: Migration, done: list[Applied]) -> Applied:
+        if m.backfill is not None:
+            return self.backfill(m, None)
         if not m.transactional:
             return self._run_autocommit(m, m.up, Direction.UP, done)
         insert = self.ledger.insert_sql(self.work, m, self.who)
         return self._run_message(m, m.up, insert, Direction.UP, done)
+
+    def backfill(self, m: Migration, resumed: LedgerRow | None) -> Applied:
+        """A backfill migration: its ledger row is dirty (with where it is) until it ends; a
+        ``resumed`` row carries on after its ``resume_at``."""
+        t0 = time.perf_counter()
+        backfiller = Backfiller(
+            self.work,
+            self.watch,
+            self.ledger,
+            self.lock_timeout,
+            self.statement_timeout,
+            self.lock_retries,
+            self.retry_backoff,
+            self.progress,
+        )
+        plan = plan_backfill(self.work, m)  # its errors before anything is written
+        # (re)written dirty: a resumed row takes the file's current checksum, keeps resume_at
+        self.work.execute(self.ledger.insert_sql(self.work, m, self.who, dirty=True))
+        backfiller.run(m, plan, resumed.resume_at if resumed else None)
+        ms = int((time.perf_counter() - t0) * 1000)
+        self.work.execute(self.ledger.finish_sql(self.work, m.version, ms))
+        self.progress(f"applied {m.label} ({ms} ms, backfill)")
+        return Applied(m.version, m.name, ms, False, Direction.UP)
 
     def revert(self, row: LedgerRow, m: Migration, done: list[Applied]) -> Applied:
         assert m.down is not None

@@ -36,13 +36,12 @@ def compare(rows: list[LedgerRow], src: Source) -> tuple[list[Migration], list[P
         m = files.get(r.key)
         if r.dirty:
             name = m.path.name if m else r.version
-            problems.append(
-                Problem(
-                    ProblemKind.DIRTY,
-                    r.version,
-                    f"{name} was interrupted or failed part-way (non-transactional)",
-                )
-            )
+            if m is not None and m.backfill is not None:
+                where = f"after key {r.resume_at}" if r.resume_at else "before its first batch"
+                detail = f"backfill {name} stopped {where}: `composekit migrate up` resumes it"
+            else:
+                detail = f"{name} was interrupted or failed part-way (non-transactional)"
+            problems.append(Problem(ProblemKind.DIRTY, r.version, detail))
         if m is None:
             problems.append(
                 Problem(

@@ -20,6 +20,7 @@ COLUMNS = {
     "duration_ms": "integer",
     "applied_by": "text",
     "dirty": "boolean NOT NULL DEFAULT false",
+    "resume_at": "text",  # a backfill's last key done, while it runs or after it was stopped
 }
 
 
@@ -32,6 +33,7 @@ class LedgerRow:
     duration_ms: int | None
     applied_by: str | None
     dirty: bool
+    resume_at: str | None = None
 
     @property
     def key(self) -> tuple[int, ...]:
@@ -52,6 +54,7 @@ class LedgerRow:
             _int(d.get("duration_ms")),
             _text(d.get("applied_by")),
             bool(d.get("dirty")),
+            _text(d.get("resume_at")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,6 +66,7 @@ class LedgerRow:
             "duration_ms": self.duration_ms,
             "applied_by": self.applied_by,
             "dirty": self.dirty,
+            "resume_at": self.resume_at,
         }
 
 
@@ -218,8 +222,20 @@ class Ledger:
         from psycopg import sql
 
         return (
-            sql.SQL("UPDATE {} SET dirty = false, duration_ms = {} WHERE version = {}")
+            sql.SQL(
+                "UPDATE {} SET dirty = false, resume_at = NULL, duration_ms = {} WHERE version = {}"
+            )
             .format(self.ident, sql.Literal(started_ms), sql.Literal(version))
+            .as_string(conn)
+        )
+
+    def resume_at_sql(self, conn: Any, version: str, key: str | None) -> str:
+        """Record where a backfill is: sent in the same transaction as the batch it ends."""
+        from psycopg import sql
+
+        return (
+            sql.SQL("UPDATE {} SET resume_at = {} WHERE version = {}")
+            .format(self.ident, sql.Literal(key), sql.Literal(version))
             .as_string(conn)
         )
 

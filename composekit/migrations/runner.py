@@ -232,8 +232,19 @@ class Migrator:
         finally:
             lock_conn.close()
 
+    def _resumable(self, st: Status) -> list[tuple[LedgerRow, Migration]]:
+        """Dirty rows of backfill migrations: ``up`` carries on where they stopped."""
+        files = {m.key: m for m in self.source.migrations}
+        out = []
+        for r in st.applied:
+            m = files.get(r.key)
+            if r.dirty and m is not None and m.backfill is not None:
+                out.append((r, m))
+        return out
+
     def _preconditions(self, st: Status, allow_out_of_order: bool) -> None:
-        dirty = st.of_kind(ProblemKind.DIRTY)
+        resumable = {r.version for r, _ in self._resumable(st)}
+        dirty = [p for p in st.of_kind(ProblemKind.DIRTY) if p.version not in resumable]
         if dirty:
             raise MigrationError(
                 f"migration {dirty[0].version} is dirty: {dirty[0].detail}",
@@ -272,6 +283,14 @@ class Migrator:
             st = self._status(work)
             self._preconditions(st, allow)
             todo = self._select_up(st, target, steps, phase)
+            resume = self._resumable(st)
+            if phase == "expand" and any(m.contract for _, m in resume):
+                resume, todo = [], []  # a stopped contract backfill: nothing expands past it
+            if atomic and resume:
+                raise UsageError(
+                    f"--atomic cannot include the stopped backfill {resume[0][1].path.name}",
+                    hint="run `composekit migrate up` without --atomic to finish it first",
+                )
             if atomic:
                 bad = [m for m in todo if not m.transactional]
                 if bad:
@@ -279,10 +298,10 @@ class Migrator:
                         f"--atomic cannot include non-transactional {bad[0].path.name} ({bad[0].reason})",
                         hint="run without --atomic, or apply up to the migration before it",
                     )
-            if not todo:
+            if not todo and not resume:
                 return RunResult(Direction.UP, [], st.current, notes=["database is up to date"])
             applier = self._applier(work)
-            done: list[Applied] = []
+            done: list[Applied] = [applier.backfill(m, row) for row, m in resume]
             if atomic:
                 done = applier.apply_atomic(todo)
             else:
@@ -294,7 +313,7 @@ class Migrator:
         """Revert the newest ``steps`` (default 1) migrations, or all above ``target`` (``0``: all)."""
         with self._locked() as (_, work):
             st = self._status(work)
-            if st.of_kind(ProblemKind.DIRTY):
+            if st.of_kind(ProblemKind.DIRTY):  # (a stopped backfill can be reverted)
                 self._preconditions(st, True)
             todo = self._select_down(st, target, steps)
             applier = self._applier(work)

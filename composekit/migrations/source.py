@@ -31,6 +31,9 @@ _FLYWAY = re.compile(r"^(?P<kind>[VU])(?P<version>\d+(?:[._]\d+)*)__(?P<name>[\w
 _UP_MARK = re.compile(r"^--\s*migrate:up\b(?P<opts>.*)$", re.MULTILINE)
 _DOWN_MARK = re.compile(r"^--\s*migrate:down\b(?P<opts>.*)$", re.MULTILINE)
 _NO_TX_DIRECTIVE = re.compile(r"^--\s*composekit:no-transaction\s*$", re.MULTILINE)
+BACKFILL = re.compile(r"^[ \t]*--[ \t]*composekit:backfill\b(?P<opts>.*)$", re.MULTILINE)
+"""A line ``-- composekit:backfill [batch=5000] [pause=50ms] [key=id] [not-null=col,…]`` makes
+the file's one UPDATE a batched backfill (see :mod:`composekit.migrations.backfill`)."""
 
 # statements PostgreSQL refuses inside a transaction block, by their leading keywords
 _NO_TX_LEADS = (
@@ -103,6 +106,58 @@ class Section:
 
 
 @dataclass(frozen=True)
+class Backfill:
+    """How a backfill migration runs: keyed batches of ``batch`` rows, each its own transaction,
+    ``pause`` seconds apart; then each ``not_null`` column made NOT NULL the safe way."""
+
+    batch: int = 5000
+    pause: float = 0.05
+    key: str | None = None  # default: the table's one-column primary key
+    not_null: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, opts: str, where: str) -> Backfill:
+        """``"batch=1000 pause=0.2s not-null=a,b"`` → Backfill; anything else is a ConfigError.
+
+        >>> Backfill.parse(" batch=1000 pause=200ms", "f.sql").pause
+        0.2
+        """
+        out = cls()
+        for word in opts.split():
+            name, eq, value = word.partition("=")
+            name = name.lower().replace("_", "-")
+            if not eq or not value:
+                raise _backfill_error(where, f"{word!r} is not NAME=VALUE")
+            if name == "batch":
+                if not value.isdigit() or int(value) < 1:
+                    raise _backfill_error(where, f"batch={value} is not a positive whole number")
+                out = replace(out, batch=int(value))
+            elif name == "pause":
+                out = replace(out, pause=_seconds(value, where))
+            elif name == "key":
+                out = replace(out, key=value)
+            elif name == "not-null":
+                out = replace(out, not_null=tuple(c for c in value.split(",") if c))
+            else:
+                raise _backfill_error(where, f"unknown option {name!r}")
+        return out
+
+
+def _seconds(value: str, where: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s)?", value)
+    if not m:
+        raise _backfill_error(where, f"pause={value} is not a duration like 50ms or 0.5s")
+    return float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
+
+
+def _backfill_error(where: str, problem: str) -> ConfigError:
+    return ConfigError(
+        f"{where}: bad '-- composekit:backfill' line: {problem}",
+        hint="write it as: -- composekit:backfill batch=5000 pause=50ms [key=id] [not-null=col]",
+    )
+
+
+@dataclass(frozen=True)
 class Migration:
     version: str
     name: str
@@ -114,6 +169,7 @@ class Migration:
     key: tuple[int, ...] = field(default=(), compare=False)
     down_reason: str = ""  # why its down section is not transactional ("": it is)
     contract: bool = False  # runs after the web rollout (see :data:`CONTRACT_DIR`, :data:`PHASE`)
+    backfill: Backfill | None = None  # its one UPDATE runs in keyed batches (see :data:`BACKFILL`)
 
     @property
     def down_transactional(self) -> bool:
@@ -251,6 +307,19 @@ def _make(
         key=version_key(version),
         down_reason=down_reason,
     )
+
+
+def _as_backfill(m: Migration, options: Backfill) -> Migration:
+    """A backfill holds exactly one UPDATE (so it can be batched and resumed) and runs outside
+    one big transaction: each batch commits on its own."""
+    statements = m.up.statements()
+    if len(statements) != 1 or not statements[0].sql.lstrip()[:6].upper() == "UPDATE":
+        raise ConfigError(
+            f"{m.path.name}: a backfill migration holds exactly one UPDATE statement "
+            f"(found {len(statements)} statement{'s' if len(statements) != 1 else ''})",
+            hint="put the other statements in a migration of their own, before or after it",
+        )
+    return replace(m, backfill=options, transactional=False, reason="backfill: keyed batches")
 
 
 def parse_native(path: Path, version: str, name: str) -> Migration:
@@ -438,8 +507,12 @@ def load_source(directory: str | Path, fmt: str = "auto") -> Source:
                 bool(_NO_TX_DIRECTIVE.search(down_text))
                 or bool(downs and downs[0][2] in no_tx_files),
             )
-        if up_path.parent.name == CONTRACT_DIR or PHASE.search(_read(up_path)):
+        whole = _read(up_path)  # directives may sit above `-- migrate:up`
+        if up_path.parent.name == CONTRACT_DIR or PHASE.search(whole):
             mig = replace(mig, contract=True)
+        marked = BACKFILL.search(whole)
+        if marked:
+            mig = _as_backfill(mig, Backfill.parse(marked.group("opts"), up_path.name))
         migrations.append(mig)
     migrations.sort(key=lambda m: m.key)
     return Source(d, fmt, migrations, ignored)

@@ -47,6 +47,8 @@ DANGEROUS = {
     "ban-drop-schema": "DROP SCHEMA IF EXISTS s;",
     "ban-truncate": "TRUNCATE users;",
     "unbatched-update": "UPDATE users SET bio = '';",
+    "backfill-not-null-in-expand":
+        "-- composekit:backfill not-null=email\nUPDATE users SET email = name;",
     "transaction-nesting": "BEGIN;",
     "prefer-bigint-over-int": "CREATE TABLE IF NOT EXISTS t (n int);",
     "prefer-bigint-over-smallint": "CREATE TABLE IF NOT EXISTS t (n smallint);",
@@ -83,6 +85,9 @@ SAFE = [
     "TRUNCATE cache;",
     "-- composekit:allow-file unbatched-update because the table holds 12 rows\n"
     "UPDATE settings SET v = 1;\nUPDATE settings SET w = 2;",
+    "-- composekit:backfill batch=1000\nUPDATE users SET email = name;",  # batched: no lock hazard
+    "-- composekit:phase contract\n-- composekit:backfill not-null=email\n"
+    "UPDATE users SET email = name WHERE email IS NULL;",
 ]
 
 
