@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the verbs import what they need when they run: `--help` sta
     from composekit.compose import ComposeProject
     from composekit.deploy import HistoryRecord, KeptImage
     from composekit.doctor import DoctorReport
+    from composekit.flags import Flag, FlagChange
     from composekit.lint import LintReport
     from composekit.migrations import Migrator, PlannedStep, RunResult, Status
     from composekit.restore import RestoreReport
@@ -106,6 +107,84 @@ def history(settings: Settings) -> list[HistoryRecord]:
     from composekit.deploy import read_history
 
     return read_history(settings.project_dir)
+
+
+# -- feature flags ----------------------------------------------------------------------------
+
+
+def flag_set(
+    settings: Settings, name: str, percent: float, *, env: str | None = None
+) -> FlagChange:
+    """Turn flag ``name`` on for ``percent`` % of keys (0: off, 100: on), recorded in its history."""
+    import json
+
+    from composekit import flags
+    from composekit.db import who_am_i
+    from composekit.errors import UsageError
+
+    if not flags.NAME.match(name):
+        raise UsageError(
+            f"bad flag name {name!r}",
+            hint="use lower-case letters, digits, '.', '_' and '-' (at most 63), e.g. new-checkout",
+        )
+    out = _flag_sql(settings, flags.change_statements(name, percent, who_am_i()), env)
+    return flags.FlagChange.from_dict(json.loads(out))
+
+
+def flag_list(settings: Settings, *, env: str | None = None) -> list[Flag]:
+    import json
+
+    from composekit import flags
+
+    if _flag_sql(settings, [flags.exists_sql()], env) not in ("t", "True"):
+        return []
+    return [
+        flags.Flag.from_dict(d) for d in json.loads(_flag_sql(settings, [flags.list_sql()], env))
+    ]
+
+
+def flag_history(
+    settings: Settings, name: str | None = None, *, env: str | None = None
+) -> list[FlagChange]:
+    import json
+
+    from composekit import flags
+
+    if _flag_sql(settings, [flags.exists_sql()], env) not in ("t", "True"):
+        return []
+    rows = json.loads(_flag_sql(settings, [flags.history_sql(name)], env))
+    return [flags.FlagChange.from_dict(d) for d in rows]
+
+
+def _flag_sql(settings: Settings, statements: list[str], env: str | None) -> str:
+    """``statements`` in one transaction — over DATABASE_URL, or else with psql in the db
+    container (a database that publishes no port is the usual case); the last one's value."""
+    if settings.database_url is not None:
+        import psycopg
+
+        from composekit.db import connect
+        from composekit.errors import DatabaseUnavailable
+
+        url = settings.database_url
+        with connect(url, "composekit flag", settings.source.get("database_url", "")) as conn:
+            try:
+                with conn.transaction():
+                    for statement in statements[:-1]:
+                        conn.execute(statement)
+                    row = conn.execute(statements[-1]).fetchone()
+            except psycopg.Error as exc:
+                raise DatabaseUnavailable(
+                    f"the flags query failed: {(exc.diag.message_primary or str(exc)).strip()}",
+                    hint="check that the database user may create and write tables",
+                ) from exc
+        return "" if row is None else str(row[0])
+    from composekit.compose import ComposeProject
+    from composekit.dbtarget import DbTarget
+    from composekit.deploy import overlay_for
+
+    project = ComposeProject.from_settings(settings, overlay=overlay_for(env))
+    script = "BEGIN;\n" + ";\n".join(statements) + ";\nCOMMIT;\n"
+    return DbTarget.from_settings(settings, project).psql(script=script)
 
 
 # -- migrate ----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from composekit.deploy.lock import take_deploy_lock
 from composekit.deploy.recover import recover_leftover
 from composekit.deploy.rollback import KeptImage, kept_images, rollback_steps
 from composekit.deploy.run import execute, plan_steps
-from composekit.deploy.state import OVERLAYS, new_state
+from composekit.deploy.state import OVERLAYS, new_state, overlay_for
 from composekit.deploy.web import short
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "execute",
     "kept_images",
     "new_state",
+    "overlay_for",
     "plan_steps",
     "read_history",
     "recover_leftover",

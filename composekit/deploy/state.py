@@ -154,6 +154,14 @@ class DeployState:
         self.deadline = Deadline(self.ctx.timeout)
 
 
+def overlay_for(env: str | None) -> str | None:
+    """The Compose overlay of ``--env`` (None: none); an unknown environment is a usage error."""
+    overlay = OVERLAYS.get(env) if env else None
+    if env and overlay is None:
+        raise UsageError(f"unknown environment {env!r}", hint="use --env staging or --env prod")
+    return overlay
+
+
 def new_state(
     settings: Settings,
     *,
@@ -169,9 +177,7 @@ def new_state(
 ) -> DeployState:
     """The context of a deploy (or rollback); checks ``--env``. The deadline starts here."""
     deadline = Deadline(timeout)
-    overlay = OVERLAYS.get(env) if env else None
-    if env and overlay is None:
-        raise UsageError(f"unknown environment {env!r}", hint="use --env staging or --env prod")
+    overlay = overlay_for(env)
     project = ComposeProject.from_settings(settings, overlay=overlay)
     migrator = migrator_kind(settings, project)
     if migrator != "composekit" and not settings.migrations_path.is_dir():

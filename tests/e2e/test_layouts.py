@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 
 import pytest
 
+from composekit import flags
 from composekit.compose import ComposeProject
 from composekit.errors import DockerError
 from tests.apps import App
+from tests.helpers import run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -54,6 +57,17 @@ def test_app_startup_layout_with_three_replicas(make_app) -> None:  # type: igno
     assert logs.count("migrate: database at 0001") == 3
     for _ in range(6):  # through the proxy, the one published port
         assert "<th>bio</th>" in app.page()
+
+    # a feature flag, set with psql in the db container (no URL): every replica agrees per visitor
+    r = run_cli("-C", str(app.dir), "flag", "rollout", "beta-banner", "50")
+    assert r.returncode == 0 and "beta-banner: new → 50%" in r.stdout, r.stderr
+    for visitor in ("ada", "grace", "edsger", "alan"):
+        expected = flags.on_for("beta-banner", 50, visitor)
+        for _ in range(3):  # round robin over the three replicas
+            with urllib.request.urlopen(f"http://127.0.0.1:{app.ports[0]}/?user={visitor}") as p:
+                page = p.read().decode()
+            assert ("beta-banner: on for you" in page) is expected, (visitor, expected)
+    assert "beta-banner: on" not in app.page()  # no key: on only at 100 %
 
 
 def test_init_scripts_layout_and_a_broken_script(make_app) -> None:  # type: ignore[no-untyped-def]

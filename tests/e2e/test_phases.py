@@ -63,24 +63,36 @@ def test_a_contract_migration_runs_after_the_rollout_and_is_undone_before_the_we
     assert sorted((app.dir / "backups").glob("*.dump")) == backups  # refused before the backup
 
     # the same migration as a contract one: applied once the new web serves and the old is gone
+    # with it, the full cycle: expand (a nullable column) → backfill in batches, then NOT NULL →
+    # contract (drop what only the old release used)
     path = app.dir / "migrations" / "0002_drop_bio.sql"
     path.write_text("-- composekit:phase contract\n" + path.read_text())
+    path.rename(app.dir / "migrations" / "0004_drop_bio.sql")
+    migration(app, "0002_handle.sql", "ALTER TABLE users ADD COLUMN handle text;",
+              "ALTER TABLE users DROP COLUMN handle;")  # fmt: skip
+    (app.dir / "migrations" / "post").mkdir()
+    (app.dir / "migrations" / "post" / "0003_fill_handle.sql").write_text(
+        "-- migrate:up\n-- composekit:backfill batch=2 pause=10ms not-null=handle\n"
+        "UPDATE users SET handle = lower(split_part(email, '@', 1)) WHERE handle IS NULL;\n"
+        "-- migrate:down\nALTER TABLE users ALTER COLUMN handle DROP NOT NULL;\n"
+    )
     with Traffic(app.ports[0]) as traffic:
         r = deploy(app)
     assert r.returncode == 0, r.stderr
     assert not traffic.failed(), traffic.failed()[:3]
     names = [n for n, _ in steps(app)]
     assert names[-1] == "contract" and names.index("web") < names.index("retire"), names
-    assert "contract: ok" in r.stderr and "applied 0002 after the rollout" in r.stderr
-    assert "bio" not in columns(app) and "Users r2" in app.page()
+    assert "contract: ok" in r.stderr and "applied 0003, 0004 after the rollout" in r.stderr
+    assert "backfill done: 3 rows updated" in r.stderr and "users.handle is NOT NULL" in r.stderr
+    assert "bio" not in columns(app) and "handle" in columns(app) and "Users r2" in app.page()
+    assert app.psql("SELECT string_agg(handle, ',' ORDER BY id) FROM users") == "ada,grace,edsger"
     good, image = fingerprint(app), web_image(app)
 
     # an expand migration and a failing contract one (in post/): all undone, r2 rolled back out
     release(app, 3)
-    migration(app, "0003_nick.sql", "ALTER TABLE users ADD COLUMN nick text;",
+    migration(app, "0005_nick.sql", "ALTER TABLE users ADD COLUMN nick text;",
               "ALTER TABLE users DROP COLUMN nick;")  # fmt: skip
-    (app.dir / "migrations" / "post").mkdir()
-    (app.dir / "migrations" / "post" / "0004_bad.sql").write_text(
+    (app.dir / "migrations" / "post" / "0006_bad.sql").write_text(
         "-- migrate:up\nALTER TABLE nope DROP COLUMN x;\n-- migrate:down\nSELECT 1;\n"
     )
     with Traffic(app.ports[0]) as traffic:
