@@ -7,7 +7,9 @@
    changes (exit 6); with a migration that fails on the server instead: deploy exits 7,
    everything undone, the old web serving
 5. `composekit rollback`: the web back one release and forward again, database untouched
-5. `composekit history`, `composekit backup list`; take the project down (unless --keep)
+6. expand → backfill → contract: a nullable column before the rollout, a batched backfill that
+   makes it NOT NULL after it (`migrations/post/`); a feature flag on for half the visitors
+7. `composekit history`, `composekit backup list`; take the project down (unless --keep)
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def page(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+def page(port: int, path: str = "/") -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
         return str(r.read().decode())
 
 
@@ -108,6 +110,25 @@ def main() -> int:
         step("and forward again (the image rollback replaced was kept too)")
         ck("rollback", cwd=app)
         assert "<td>London</td>" in page(port)
+        step("expand, then backfill after the rollout: users.handle, NOT NULL the safe way")
+        broken.unlink()
+        (app / "migrations" / "0004_handle.sql").write_text(
+            "-- migrate:up\nALTER TABLE users ADD COLUMN IF NOT EXISTS handle text;\n"
+            "-- migrate:down\nALTER TABLE users DROP COLUMN IF EXISTS handle;\n"
+        )
+        (app / "migrations" / "post").mkdir()
+        (app / "migrations" / "post" / "0005_fill_handle.sql").write_text(
+            "-- migrate:up\n-- composekit:backfill batch=1000 pause=10ms not-null=handle\n"
+            "UPDATE users SET handle = split_part(email, '@', 1) WHERE handle IS NULL;\n"
+            "-- migrate:down\nALTER TABLE users ALTER COLUMN handle DROP NOT NULL;\n"
+        )
+        ck("deploy", cwd=app)
+        assert "<td>ada</td>" in page(port), "the backfilled column should be on the page"
+        step("a feature flag: beta-banner on for half the visitors, the same ones every time")
+        ck("flag", "rollout", "beta-banner", "50", cwd=app)
+        for visitor in ("ada", "grace"):
+            shown = "on" if "beta-banner: on" in page(port, f"/?user={visitor}") else "off"
+            print(f"  /?user={visitor}: beta-banner {shown}")
         step("history and backups")
         ck("history", cwd=app)
         ck("backup", "list", cwd=app)
@@ -119,8 +140,8 @@ def main() -> int:
             project.down(volumes=True)
             project.remove_images(f"{name}-app")  # :latest and the images kept for rollback
     print(
-        "\n== demo finished: scaffolded, deployed twice, a broken deploy undone, "
-        "rolled back and forward, history shown"
+        "\n== demo finished: scaffolded, deployed, a broken deploy refused and another undone, "
+        "rolled back and forward, a column expanded and backfilled, a flag rolled out"
     )
     return 0
 
