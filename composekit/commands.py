@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # the verbs import what they need when they run: `--help` sta
     from composekit.doctor import DoctorReport
     from composekit.flags import Flag, FlagChange
     from composekit.lint import LintReport
-    from composekit.migrations import Migrator, PlannedStep, RunResult, Status
+    from composekit.migrations import Migrator, PlannedStep, Rehearsal, RunResult, Status
     from composekit.restore import RestoreReport
     from composekit.scaffold import ScaffoldResult
     from composekit.status import ProjectStatus
@@ -296,6 +296,20 @@ def migrate_repair(
     settings: Settings, *, forget: Sequence[str] = (), progress: Progress = silent
 ) -> list[str]:
     return _migrator(settings, progress).repair(forget=list(forget))
+
+
+def migrate_rehearse(
+    settings: Settings, database: str, *, check_downs: bool = True, progress: Progress = silent
+) -> Rehearsal:
+    """The engine's half of ``composekit rehearse``: the pending migrations measured on the
+    throwaway copy ``database`` (same server and credentials as the database URL)."""
+    from dataclasses import replace
+
+    from psycopg.conninfo import make_conninfo
+
+    url = make_conninfo(settings.require_database_url(), dbname=database)
+    copy = replace(settings, database_url=url)
+    return _migrator(copy, progress).rehearse(check_downs=check_downs)
 
 
 # -- backups ------------------------------------------------------------------------------------

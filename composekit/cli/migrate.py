@@ -359,3 +359,31 @@ def migrate_repair(
     else:
         for a in actions:
             c.out.line(a)
+
+
+REHEARSAL_LINE = "composekit-rehearsal: "
+"""How the engine's report leaves a container: one line, this prefix, then JSON."""
+
+
+@migrate_app.command("rehearse", hidden=True)
+def migrate_rehearse(
+    ctx: typer.Context,
+    database: Annotated[
+        str, typer.Option("--database", help="The throwaway copy (composekit_rehearse_*).")
+    ],
+    url: UrlOpt = None,
+    directory: DirOpt = None,
+    table: TableOpt = None,
+    fmt: FormatOpt = None,
+    no_downs: Annotated[bool, typer.Option("--no-downs", help="Skip the down check.")] = False,
+) -> None:
+    """(Used by `composekit rehearse`, inside the app's image.) Apply the pending migrations to
+    the throwaway copy DATABASE, measuring locks, rows, rewrites; then check the down sections."""
+    import json
+
+    c = cli(ctx)
+    s = _settings(c, url, directory, table, fmt)
+    report = commands.migrate_rehearse(
+        s, database, check_downs=not no_downs, progress=c.out.progress
+    )
+    c.out.line(REHEARSAL_LINE + json.dumps(report.to_dict()))

@@ -17,6 +17,12 @@ from typing import Any
 
 from composekit.migrations.drift import compare, drift_error, pending
 from composekit.migrations.ledger import Ledger, LedgerRow
+from composekit.migrations.rehearsal import (
+    REHEARSAL_PREFIX,
+    LockHeld,
+    MigrationRehearsal,
+    Rehearsal,
+)
 from composekit.migrations.results import (
     Applied,
     Direction,
@@ -45,6 +51,7 @@ from composekit.migrations.writer import new_migration, next_version
 
 __all__ = [
     "BACKFILL",
+    "REHEARSAL_PREFIX",
     "CONTRACT_DIR",
     "FORMATS",
     "PHASE",
@@ -53,12 +60,15 @@ __all__ = [
     "Backfill",
     "Direction",
     "Ledger",
+    "LockHeld",
     "LedgerRow",
     "Migration",
+    "MigrationRehearsal",
     "Migrator",
     "PlannedStep",
     "Problem",
     "ProblemKind",
+    "Rehearsal",
     "RunResult",
     "Section",
     "Source",

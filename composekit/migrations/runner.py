@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,14 @@ from composekit.errors import MigrationError, UsageError, VerifyError
 from composekit.migrations.apply import Applier, drop_index, invalid_indexes
 from composekit.migrations.drift import compare, drift_error, problem_hint
 from composekit.migrations.ledger import Ledger, LedgerRow
+from composekit.migrations.rehearsal import (
+    REHEARSAL_PREFIX,
+    SCHEMA_FINGERPRINT,
+    LockSampler,
+    MigrationRehearsal,
+    Rehearsal,
+    Snapshot,
+)
 from composekit.migrations.results import (
     Applied,
     Direction,
@@ -337,6 +346,81 @@ class Migrator:
             self.progress,
         )
 
+    # -- rehearsal -----------------------------------------------------------------------------------
+    def rehearse(self, check_downs: bool = True) -> Rehearsal:
+        """Apply every pending migration (in deploy's order: expand, then contract) on a
+        throwaway copy, measuring each (see :mod:`.rehearsal`), then revert them with their down
+        sections and compare the schema. Refused on a database not named ``composekit_rehearse_*``."""
+        from composekit.errors import ComposekitError
+
+        probe = self._connect(" probe")
+        try:
+            db = str(probe.execute("SELECT current_database()").fetchone()[0])
+            if not db.startswith(REHEARSAL_PREFIX):
+                raise UsageError(
+                    f"refusing to rehearse on database {db!r}: it is not a throwaway copy",
+                    hint="`composekit rehearse` makes one from a backup and runs this there",
+                )
+            stats = probe.info.server_version >= 150000
+            report = Rehearsal(db, [])
+            with self._locked() as (_, work):
+                st = self._status(work)
+                self._preconditions(st, self.allow_out_of_order)
+                start = st.current
+                fingerprint = _fingerprint(probe, self.ledger.name)
+                applier = self._applier(work)
+                done: list[Applied] = []
+                for m in self._select_up(st, None, None, "all"):
+                    before = Snapshot.take(probe, self.ledger.table, stats)
+                    self.progress(f"rehearsing {m.label}")
+                    t0 = time.perf_counter()
+                    error = ""
+                    with LockSampler(probe, work.info.backend_pid) as sampler:
+                        try:
+                            done.append(applier.apply(m, done))
+                        except ComposekitError as exc:
+                            error = exc.message
+                    ms = int((time.perf_counter() - t0) * 1000)
+                    if stats:
+                        work.execute("SELECT pg_stat_force_next_flush()")
+                    after = Snapshot.take(probe, self.ledger.table, stats)
+                    touched = (
+                        after.touched - before.touched
+                        if after.touched is not None and before.touched is not None
+                        else None
+                    )
+                    report.migrations.append(
+                        MigrationRehearsal(
+                            m.version,
+                            m.name,
+                            ms,
+                            sampler.held(before.tables),
+                            touched,
+                            before.rewritten(after),
+                            sorted(after.invalid - before.invalid),
+                            error,
+                        )
+                    )
+                    if error:
+                        break
+                rows = self.ledger.rows(work)
+                report.ledger_after = rows[-1].version if rows else None
+            if check_downs and report.migrations and not report.failed:
+                try:
+                    self.downgrade(target=start or "0")
+                    report.downs_restore_schema = (
+                        _fingerprint(probe, self.ledger.name) == fingerprint
+                    )
+                    if not report.downs_restore_schema:
+                        report.down_notes.append(
+                            "after the down sections the schema differs from before the migrations"
+                        )
+                except ComposekitError as exc:
+                    report.down_notes.append(f"down sections not checked: {exc.message}")
+            return report
+        finally:
+            probe.close()
+
     # -- maintenance ---------------------------------------------------------------------------------
     def baseline(self, version: str) -> RunResult:
         """Record every migration up to ``version`` as applied without running it (existing schema)."""
@@ -390,6 +474,11 @@ class Migrator:
         for a in actions:
             self.progress(a)
         return actions
+
+
+def _fingerprint(conn: Any, ledger_name: str) -> str:
+    """The schema as one text (columns, indexes, constraints, views, enums; the ledger left out)."""
+    return str(conn.execute(SCHEMA_FINGERPRINT, {"ledger": ledger_name}).fetchone()[0])
 
 
 def _key_of(version: str) -> tuple[int, ...]:
