@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the verbs import what they need when they run: `--help` sta
     from composekit.flags import Flag, FlagChange
     from composekit.lint import LintReport
     from composekit.migrations import Migrator, PlannedStep, Rehearsal, RunResult, Status
+    from composekit.rehearse import RehearseReport
     from composekit.restore import RestoreReport
     from composekit.scaffold import ScaffoldResult
     from composekit.status import ProjectStatus
@@ -107,6 +108,52 @@ def history(settings: Settings) -> list[HistoryRecord]:
     from composekit.deploy import read_history
 
     return read_history(settings.project_dir)
+
+
+# -- rehearse ----------------------------------------------------------------------------------
+
+
+def rehearse(
+    settings: Settings,
+    *,
+    backup: str | None = None,
+    env: str | None = None,
+    timeout: float = 3600,
+    progress: Progress = silent,
+    meter: Meter = no_meter,
+) -> RehearseReport:
+    """Build the migrate service's image, restore a backup into a throwaway copy, run the pending
+    migrations there measuring each, check and revert them; the copy is always dropped."""
+    from composekit.compose import ComposeProject
+    from composekit.dbtarget import DbTarget
+    from composekit.deadline import Deadline
+    from composekit.deploy import migrator_kind, overlay_for
+    from composekit.errors import ConfigError
+    from composekit.rehearse import engine_runner, rehearse_migrations
+
+    deadline = Deadline(timeout)
+    project = ComposeProject.from_settings(settings, overlay=overlay_for(env))
+    kind = migrator_kind(settings, project)
+    if kind != "composekit":
+        raise ConfigError(
+            f"rehearse runs composekit's engine; this project's migrator is {kind}",
+            hint='set [deploy] migrator = "composekit" if the migrator runs `composekit migrate up`',
+        )
+    service = settings.migrate_service
+    progress(f"building the {service} image (it holds the pending migrations)")
+    project.build([service], timeout=deadline.remaining())
+    run = engine_runner(project, service, settings.migrations_dir, deadline.remaining, progress)
+    return rehearse_migrations(
+        DbTarget.from_settings(settings, project),
+        settings.backups_path,
+        run,
+        backup,
+        expected_schema=settings.expected_schema_path if settings.expected_schema else None,
+        checks_dir=settings.project_dir / "verify",
+        timeout=deadline.remaining(),
+        progress=progress,
+        meter=meter,
+    )
 
 
 # -- feature flags ----------------------------------------------------------------------------
@@ -299,17 +346,25 @@ def migrate_repair(
 
 
 def migrate_rehearse(
-    settings: Settings, database: str, *, check_downs: bool = True, progress: Progress = silent
-) -> Rehearsal:
-    """The engine's half of ``composekit rehearse``: the pending migrations measured on the
-    throwaway copy ``database`` (same server and credentials as the database URL)."""
+    settings: Settings,
+    database: str,
+    *,
+    check_downs: bool = True,
+    downs_to: tuple[str | None, str] | None = None,
+    progress: Progress = silent,
+) -> Rehearsal | tuple[bool | None, list[str]]:
+    """The engine's half of ``composekit rehearse``, on the throwaway copy ``database`` (same
+    server and credentials as the database URL): the pending migrations measured; or, with
+    ``downs_to`` = (start version, schema digest), their down sections checked."""
     from dataclasses import replace
 
     from psycopg.conninfo import make_conninfo
 
     url = make_conninfo(settings.require_database_url(), dbname=database)
-    copy = replace(settings, database_url=url)
-    return _migrator(copy, progress).rehearse(check_downs=check_downs)
+    migrator = _migrator(replace(settings, database_url=url), progress)
+    if downs_to is not None:
+        return migrator.rehearse_downs(*downs_to)
+    return migrator.rehearse(check_downs=check_downs)
 
 
 # -- backups ------------------------------------------------------------------------------------

@@ -77,6 +77,8 @@ class Settings:
     maintenance_services: tuple[str, ...] = ()
     expected_schema: str | None = None  # deploy's verify step compares the schema with this file
     migrator_kind: str = "auto"  # composekit | opaque (a project's own command) | alembic | auto
+    rehearse: bool = False  # [deploy] rehearse: every deploy rehearses its migrations first
+    max_lock_ms: int = 1000  # [deploy] max_lock_ms: the longest ACCESS EXCLUSIVE a rehearsal allows
     lint_disable: tuple[str, ...] = ()  # [lint] disable: rule ids not checked
     lint_strict: bool = False  # [lint] strict: warnings count as errors
     source: dict[str, str] = field(default_factory=dict, compare=False)
@@ -282,6 +284,8 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
         ("deploy", "maintenance"): "maintenance_services",
         ("deploy", "expected_schema"): "expected_schema",
         ("deploy", "migrator"): "migrator_kind",
+        ("deploy", "rehearse"): "rehearse",
+        ("deploy", "max_lock_ms"): "max_lock_ms",
     }
     for key, value in data.items():
         if isinstance(value, dict):

@@ -134,10 +134,10 @@ class DbTarget:
         rows = self.read_state(database).ledger
         return rows[-1].version if rows else None
 
-    def schema(self) -> str:
+    def schema(self, database: str | None = None) -> str:
         """The schema as ``pg_dump --schema-only`` prints it, normalized (see :func:`normalize_schema`)."""
         argv = ["pg_dump", "--schema-only", "--no-owner", "--no-privileges"]
-        argv += ["-U", self.user, "-d", self.database]
+        argv += ["-U", self.user, "-d", database or self.database]
         return normalize_schema(self.project.exec(self.service, argv, timeout=300).stdout)
 
     def system_identifier(self) -> str:

@@ -87,6 +87,14 @@ def deploy(
             "--allow-lint", help="Deploy even when lint finds errors in the pending migrations."
         ),
     ] = False,
+    rehearse: Annotated[
+        bool,
+        typer.Option(
+            "--rehearse",
+            help="Rehearse the pending migrations on a throwaway copy first ([deploy] rehearse); "
+            "refuse a failure or an ACCESS EXCLUSIVE lock over [deploy] max_lock_ms (exit 6).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Backup → migrate → verify → deploy web (health-gated); undo everything on failure (exit 7)."""
@@ -98,7 +106,7 @@ def deploy(
     c = cli(ctx)
     replicas = _scale(scale, c.settings().web_service) if scale is not None else None
     result = commands.deploy(
-        c.settings(),
+        c.settings(rehearse=True if rehearse else None),
         env=env,
         timeout=timeout,
         backup_mode=BackupMode.NEVER if no_backup else BackupMode(backup_mode),

@@ -376,6 +376,13 @@ def migrate_rehearse(
     table: TableOpt = None,
     fmt: FormatOpt = None,
     no_downs: Annotated[bool, typer.Option("--no-downs", help="Skip the down check.")] = False,
+    downs_to: Annotated[
+        str | None,
+        typer.Option("--downs-to", help="Only revert to this version (0: all) and compare."),
+    ] = None,
+    schema_before: Annotated[
+        str, typer.Option("--schema-before", help="The schema digest to compare with.")
+    ] = "",
 ) -> None:
     """(Used by `composekit rehearse`, inside the app's image.) Apply the pending migrations to
     the throwaway copy DATABASE, measuring locks, rows, rewrites; then check the down sections."""
@@ -383,7 +390,12 @@ def migrate_rehearse(
 
     c = cli(ctx)
     s = _settings(c, url, directory, table, fmt)
+    back = (None if downs_to == "0" else downs_to, schema_before) if downs_to else None
     report = commands.migrate_rehearse(
-        s, database, check_downs=not no_downs, progress=c.out.progress
+        s, database, check_downs=not no_downs, downs_to=back, progress=c.out.progress
     )
-    c.out.line(REHEARSAL_LINE + json.dumps(report.to_dict()))
+    if isinstance(report, tuple):
+        ok, notes = report
+        c.out.line(REHEARSAL_LINE + json.dumps({"downs_restore_schema": ok, "down_notes": notes}))
+    else:
+        c.out.line(REHEARSAL_LINE + json.dumps(report.to_dict()))

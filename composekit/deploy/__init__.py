@@ -14,7 +14,7 @@ from composekit.deploy.lock import take_deploy_lock
 from composekit.deploy.recover import recover_leftover
 from composekit.deploy.rollback import KeptImage, kept_images, rollback_steps
 from composekit.deploy.run import execute, plan_steps
-from composekit.deploy.state import OVERLAYS, new_state, overlay_for
+from composekit.deploy.state import OVERLAYS, migrator_kind, new_state, overlay_for
 from composekit.deploy.web import short
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "RunKind",
     "execute",
     "kept_images",
+    "migrator_kind",
     "new_state",
     "overlay_for",
     "plan_steps",

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from composekit.deploy.history import HistoryRecord, RunKind, record_history
 from composekit.deploy.initscripts import InitScripts
+from composekit.deploy.rehearsal import Rehearse
 from composekit.deploy.runner import RunReport, Step, run_steps
 from composekit.deploy.state import DeployState
 from composekit.deploy.steps import (
@@ -37,6 +38,8 @@ def plan_steps(s: DeployState, lock_wait: float) -> list[Step]:
         steps += [BuildImages(s), Maintenance(s), TakeBackup(s)]
     else:
         steps.append(Together(BuildImages(s), TakeBackup(s)))
+    if s.settings.rehearse and layout.runs_migrations and not s.ctx.opaque:
+        steps.append(Rehearse(s))  # on a copy of the backup just taken, with the image just built
     if layout.has_migrator:
         steps += [Migrate(s), Verify(s), DeployWeb(s)]
     elif layout.web_migrates:

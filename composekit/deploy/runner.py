@@ -42,6 +42,10 @@ class Step:
     """True for steps that only read or check: a failure while only such steps ran is reported
     with the step's own error and exit code, since there is nothing to undo."""
 
+    refusal = False
+    """True for a check that refuses the run (e.g. the rehearsal): once the steps before it are
+    undone, nothing is changed, so the run exits with the step's own error and code."""
+
     def describe(self) -> str:
         raise NotImplementedError
 
@@ -169,6 +173,9 @@ def run_steps(
             signum=signum_of(failure),
         )
     assert isinstance(failure, ComposekitError)
+    if done[-1][0].refusal:  # undone in full: as good as refused before anything changed
+        failure.message += "; every completed step was undone, nothing was changed"
+        raise failure
     raise DeployFailed(
         f"{what} failed at {failed_step}: {report.error}; every completed step was undone",
         hint=failure.hint or "fix the cause and deploy again",

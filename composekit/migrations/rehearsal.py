@@ -142,6 +142,8 @@ class Rehearsal:
     downs_restore_schema: bool | None = None  # None: not checked (failed up, or no downs)
     down_notes: list[str] = field(default_factory=list)
     ledger_after: str | None = None
+    start: str | None = None  # the ledger's version before the migrations
+    schema_before: str = ""  # a digest of the schema before them (for a later down check)
 
     @property
     def failed(self) -> MigrationRehearsal | None:
@@ -154,6 +156,8 @@ class Rehearsal:
             "downs_restore_schema": self.downs_restore_schema,
             "down_notes": self.down_notes,
             "ledger_after": self.ledger_after,
+            "start": self.start,
+            "schema_before": self.schema_before,
         }
 
     @classmethod
@@ -164,6 +168,8 @@ class Rehearsal:
             d["downs_restore_schema"],
             list(d["down_notes"]),
             d["ledger_after"],
+            d.get("start"),
+            d.get("schema_before", ""),
         )
 
 

@@ -405,21 +405,33 @@ class Migrator:
                         break
                 rows = self.ledger.rows(work)
                 report.ledger_after = rows[-1].version if rows else None
+            report.start, report.schema_before = start, fingerprint
             if check_downs and report.migrations and not report.failed:
-                try:
-                    self.downgrade(target=start or "0")
-                    report.downs_restore_schema = (
-                        _fingerprint(probe, self.ledger.name) == fingerprint
-                    )
-                    if not report.downs_restore_schema:
-                        report.down_notes.append(
-                            "after the down sections the schema differs from before the migrations"
-                        )
-                except ComposekitError as exc:
-                    report.down_notes.append(f"down sections not checked: {exc.message}")
+                ok, notes = self.rehearse_downs(start, fingerprint)
+                report.downs_restore_schema, report.down_notes = ok, notes
             return report
         finally:
             probe.close()
+
+    def rehearse_downs(
+        self, start: str | None, schema_before: str
+    ) -> tuple[bool | None, list[str]]:
+        """On the throwaway copy: revert down to ``start`` with the down sections; whether the
+        schema is ``schema_before`` again (its fingerprint digest), and notes."""
+        from composekit.errors import ComposekitError
+
+        with self._connect(" probe") as probe:
+            if not str(probe.execute("SELECT current_database()").fetchone()[0]).startswith(
+                REHEARSAL_PREFIX
+            ):
+                raise UsageError("refusing to revert anything outside a throwaway copy")
+            try:
+                self.downgrade(target=start or "0")
+            except ComposekitError as exc:
+                return None, [f"down sections not checked: {exc.message}"]
+            if _fingerprint(probe, self.ledger.name) == schema_before:
+                return True, []
+            return False, ["after the down sections the schema differs from before the migrations"]
 
     # -- maintenance ---------------------------------------------------------------------------------
     def baseline(self, version: str) -> RunResult:
@@ -477,8 +489,11 @@ class Migrator:
 
 
 def _fingerprint(conn: Any, ledger_name: str) -> str:
-    """The schema as one text (columns, indexes, constraints, views, enums; the ledger left out)."""
-    return str(conn.execute(SCHEMA_FINGERPRINT, {"ledger": ledger_name}).fetchone()[0])
+    """A digest of the schema (columns, indexes, constraints, views, enums; the ledger left out)."""
+    import hashlib
+
+    text = str(conn.execute(SCHEMA_FINGERPRINT, {"ledger": ledger_name}).fetchone()[0])
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _key_of(version: str) -> tuple[int, ...]:
