@@ -9,7 +9,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -207,12 +207,26 @@ class BlockerWatch:
     nothing but two condition-variable notifications.
     """
 
-    def __init__(self, conn: Any, work_pid: int, lock_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        conn: Any,
+        work_pid: int,
+        lock_timeout: float = 5.0,
+        progress: Callable[[str], None] | None = None,
+        report_after: float = 5.0,
+        report_every: float = 10.0,
+    ) -> None:
         self.conn = conn
         self.pid = work_pid
+        # a statement running longer than report_after says how far it is, every report_every
+        self.progress = progress
+        self.report_after = report_after
+        self.report_every = report_every
+        self.label = ""
+        self._started = 0.0
         # start looking well before lock_timeout fires, or a short timeout is never explained
-        self.after = min(0.3, lock_timeout / 4)
-        self.every = min(0.25, lock_timeout / 4)
+        self.after = min(0.3, lock_timeout / 4, report_after)
+        self.every = min(0.25, lock_timeout / 4, report_every)
         self.blockers: list[LockHolder] = []
         self.error: Exception | None = None  # the last failed poll (then blockers stays empty)
         self._cond = threading.Condition()
@@ -222,8 +236,11 @@ class BlockerWatch:
         self._thread: threading.Thread | None = None
 
     @contextmanager
-    def watching(self) -> Iterator[BlockerWatch]:
+    def watching(self, label: str = "") -> Iterator[BlockerWatch]:
+        """Around one statement; ``label`` names it in progress lines (e.g. ``0003_x.sql:4``)."""
         with self._cond:
+            self.label = label
+            self._started = time.monotonic()
             self._generation += 1
             self._armed = self._generation
             self.blockers = []
@@ -263,9 +280,15 @@ class BlockerWatch:
                 assert gen is not None
                 if self._cond.wait_for(partial(self._done, gen), timeout=self.after):
                     continue  # the statement finished quickly
+            next_report = self._started + self.report_after
             while True:
                 try:
                     found = self._poll()
+                    if self.progress is not None and time.monotonic() >= next_report:
+                        next_report = time.monotonic() + self.report_every
+                        line = self._how_far_safely()
+                        if self._still(gen):
+                            self.progress(line)
                 except Exception as exc:  # e.g. the lock connection was lost: name no one
                     log.debug("blocker watch: cannot read pg_blocking_pids: %s", exc)
                     with self._cond:
@@ -281,6 +304,35 @@ class BlockerWatch:
                         self.blockers = found
                     if self._cond.wait_for(partial(self._done, gen), timeout=self.every):
                         break
+
+    def _how_far_safely(self) -> str:
+        try:
+            return self._how_far()
+        except Exception:  # an older server without one of the views: elapsed time only
+            return (
+                f"{self.label or 'statement'}: running for {time.monotonic() - self._started:.0f}s"
+            )
+
+    def _how_far(self) -> str:
+        """``LABEL: running for 12s`` and, where PostgreSQL reports it, the phase and share done
+        (``pg_stat_progress_create_index``, ``_cluster``, ``_copy``)."""
+        elapsed = time.monotonic() - self._started
+        row = self.conn.execute(
+            "SELECT 'CREATE INDEX: ' || phase || coalesce(', ' || CASE "
+            "WHEN blocks_total > 0 THEN round(100.0 * blocks_done / blocks_total) || '%% of blocks' "
+            "WHEN tuples_total > 0 THEN round(100.0 * tuples_done / tuples_total) || '%% of tuples' "
+            "END, '') FROM pg_stat_progress_create_index WHERE pid = %(p)s "
+            "UNION ALL SELECT command || ': ' || phase || coalesce(', ' || CASE "
+            "WHEN heap_blks_total > 0 THEN round(100.0 * heap_blks_scanned / heap_blks_total) "
+            "|| '%% of blocks' END, '') FROM pg_stat_progress_cluster WHERE pid = %(p)s "
+            "UNION ALL SELECT 'COPY: ' || tuples_processed || ' rows' || coalesce(', ' || CASE "
+            "WHEN bytes_total > 0 THEN round(100.0 * bytes_processed / bytes_total) || '%%' END, '') "
+            "FROM pg_stat_progress_copy WHERE pid = %(p)s",
+            {"p": self.pid},
+        ).fetchone()
+        phase = f"; {row[0]}" if row and row[0] else ""
+        waiting = f"; waiting for {self.blockers[0].pid}" if self.blockers else ""
+        return f"{self.label or 'statement'}: running for {elapsed:.0f}s{phase}{waiting}"
 
     def _poll(self) -> list[LockHolder]:
         rows = self.conn.execute(

@@ -52,6 +52,17 @@ def drop_index(work: Any, index: tuple[str, str]) -> None:
     work.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(*index)))
 
 
+def _connection_lost(exc: Any, conn: Any) -> bool:
+    """A lost connection, not an error of the SQL: psycopg files a statement timeout (57014)
+    and an admin shutdown (57P01) under OperationalError too."""
+    import psycopg
+
+    if conn.closed or isinstance(exc, psycopg.InterfaceError):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(exc, psycopg.OperationalError) and (not state or state[:2] in ("08", "57P"))
+
+
 @dataclass
 class Applier:
     """Runs sections on ``work`` (autocommit, the migration lock held elsewhere)."""
@@ -83,7 +94,7 @@ class Applier:
             self.watch,
             self.ledger,
             self.lock_timeout,
-            self.statement_timeout,
+            self.timeout_of(m),
             self.lock_retries,
             self.retry_backoff,
             self.progress,
@@ -116,6 +127,7 @@ class Applier:
             with work.transaction():
                 work.execute(self._prefix(local=True))
                 for m in todo:
+                    work.execute(self._prefix(local=True, m=m))  # its own statement_timeout
                     t0 = time.perf_counter()
                     try:
                         work.execute(m.up.sql + "\n;\n" + self.ledger.insert_sql(work, m, self.who))
@@ -140,14 +152,28 @@ class Applier:
             self.progress(f"applied {a.version}_{a.name} ({a.duration_ms} ms, atomic)")
         return done
 
-    def _prefix(self, local: bool) -> str:
+    def _prefix(self, local: bool, m: Migration | None = None) -> str:
         scope = str(local).lower()
         parts = [f"SELECT set_config('lock_timeout', '{int(self.lock_timeout * 1000)}ms', {scope})"]
-        if self.statement_timeout:
+        limit = self.timeout_of(m)
+        if limit:
             parts.append(
-                f"SELECT set_config('statement_timeout', '{int(self.statement_timeout * 1000)}ms', {scope})"
+                f"SELECT set_config('statement_timeout', '{int(limit * 1000)}ms', {scope})"
             )
         return ";\n".join(parts) + ";\n"
+
+    def timeout_of(self, m: Migration | None) -> float | None:
+        """The statement_timeout ``m`` runs with: its file's line, else the setting."""
+        return (m.statement_timeout if m else None) or self.statement_timeout
+
+    def _explain_timeout(self, err: MigrationError, exc: Any, m: Migration) -> MigrationError:
+        if getattr(exc, "sqlstate", None) == "57014" and self.timeout_of(m):
+            err.message += f"; it ran longer than its statement_timeout of {self.timeout_of(m):g}s"
+            err.hint = (
+                "if it needs longer, raise it for this file: -- composekit:statement-timeout "
+                "10min (or [migrations] statement_timeout); else make it faster"
+            )
+        return err
 
     def _backoff(self, attempt: int) -> float:
         return self.retry_backoff * (2 ** (attempt - 1))
@@ -163,14 +189,14 @@ class Applier:
         """One implicit transaction: timeouts + the section + the ledger change, with retries."""
         import psycopg
 
-        prefix = self._prefix(local=True)
+        prefix = self._prefix(local=True, m=m)
         message = prefix + section.sql + "\n;\n" + ledger_sql
         attempt = 0
         while True:
             attempt += 1
             t0 = time.perf_counter()
             try:
-                with self.watch.watching() as watch:
+                with self.watch.watching(m.label) as watch:
                     self.work.execute(message)
             except psycopg.errors.LockNotAvailable as exc:
                 who = blockers_text(watch.blockers)
@@ -188,17 +214,18 @@ class Applier:
                 )
                 time.sleep(wait)
                 continue
-            except psycopg.OperationalError as exc:
-                raise MigrationError(
-                    f"{section.path.name}: lost the database connection while applying it: {redact(str(exc)).strip()}",
-                    hint="the transaction was not committed; check `composekit migrate status` and rerun",
-                    details=done_details(done),
-                ) from exc
             except psycopg.Error as exc:
+                if _connection_lost(exc, self.work):
+                    raise MigrationError(
+                        f"{section.path.name}: lost the database connection while applying it: {redact(str(exc)).strip()}",
+                        hint="the transaction was not committed; check `composekit migrate status` and rerun",
+                        details=done_details(done),
+                    ) from exc
                 offset = error_offset(exc, len(prefix), len(section.sql))
                 if offset is None:
                     offset = self._locate_failure(prefix, section, exc)
-                raise sql_error(section, exc, offset, done, direction, committed=False) from exc
+                err = sql_error(section, exc, offset, done, direction, committed=False)
+                raise self._explain_timeout(err, exc, m) from exc
             ms = int((time.perf_counter() - t0) * 1000)
             verb = "applied" if direction == Direction.UP else "reverted"
             self.progress(f"{verb} {m.label} ({ms} ms)")
@@ -250,14 +277,14 @@ class Applier:
         self.progress(
             f"{m.label}: non-transactional ({(m.reason if direction == Direction.UP else m.down_reason) or 'statement by statement'}), running statement by statement"
         )
-        work.execute(self._prefix(local=False))
+        work.execute(self._prefix(local=False, m=m))
         statements = section.statements()
         for i, stmt in enumerate(statements):
             attempt = 0
             while True:
                 attempt += 1
                 try:
-                    with self.watch.watching() as watch:
+                    with self.watch.watching(f"{section.path.name}:{stmt.line}") as watch:
                         work.execute(stmt.sql)
                     break
                 except psycopg.errors.LockNotAvailable as exc:
@@ -296,7 +323,7 @@ class Applier:
                         f"{i} of {len(statements)} statements had committed, so {m.label} is marked dirty: "
                         "fix the file, then `composekit migrate repair` and `up` (write it so a rerun is safe: IF NOT EXISTS)"
                     )
-                    raise err from exc
+                    raise self._explain_timeout(err, exc, m) from exc
         work.execute("RESET lock_timeout; RESET statement_timeout")
         ms = int((time.perf_counter() - t0) * 1000)
         if direction == Direction.UP:

@@ -85,6 +85,9 @@ class Migrator:
         self.app_name = application_name or f"composekit migrate {self.who}"
         self._source: Source | None = None
         self._watch: BlockerWatch | None = None  # set while a run holds the lock
+        # a statement running longer than this says how far it is (then every long_every s)
+        self.long_after = 5.0
+        self.long_every = 10.0
 
     @classmethod
     def from_settings(
@@ -230,7 +233,14 @@ class Migrator:
                         work.execute("SET client_connection_check_interval = '1s'")
                     for done in self.ledger.ensure(work):
                         self.progress(done)
-                    self._watch = BlockerWatch(lock_conn, work.info.backend_pid, self.lock_timeout)
+                    self._watch = BlockerWatch(
+                        lock_conn,
+                        work.info.backend_pid,
+                        self.lock_timeout,
+                        self.progress,
+                        self.long_after,
+                        self.long_every,
+                    )
                     try:
                         yield lock_conn, work
                     finally:

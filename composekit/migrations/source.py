@@ -34,6 +34,10 @@ _NO_TX_DIRECTIVE = re.compile(r"^--\s*composekit:no-transaction\s*$", re.MULTILI
 BACKFILL = re.compile(r"^[ \t]*--[ \t]*composekit:backfill\b(?P<opts>.*)$", re.MULTILINE)
 """A line ``-- composekit:backfill [batch=5000] [pause=50ms] [key=id] [not-null=col,…]`` makes
 the file's one UPDATE a batched backfill (see :mod:`composekit.migrations.backfill`)."""
+STATEMENT_TIMEOUT = re.compile(
+    r"^[ \t]*--[ \t]*composekit:statement-timeout\b[ \t]*(?P<value>\S*)", re.MULTILINE
+)
+"""A line ``-- composekit:statement-timeout 10min`` sets this file's statement_timeout."""
 
 # statements PostgreSQL refuses inside a transaction block, by their leading keywords
 _NO_TX_LEADS = (
@@ -143,11 +147,24 @@ class Backfill:
         return out
 
 
+_UNITS = {"ms": 0.001, "s": 1.0, "": 1.0, "min": 60.0, "h": 3600.0}
+
+
+def duration(value: str) -> float | None:
+    """``"50ms"``, ``"1.5s"``, ``"10min"``, ``"2h"``, ``"30"`` (seconds) → seconds; else None.
+
+    >>> duration("10min")
+    600.0
+    """
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|min|h)?", value.strip().lower())
+    return float(m.group(1)) * _UNITS[m.group(2) or ""] if m else None
+
+
 def _seconds(value: str, where: str) -> float:
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s)?", value)
-    if not m:
+    seconds = duration(value)
+    if seconds is None:
         raise _backfill_error(where, f"pause={value} is not a duration like 50ms or 0.5s")
-    return float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
+    return seconds
 
 
 def _backfill_error(where: str, problem: str) -> ConfigError:
@@ -170,6 +187,7 @@ class Migration:
     down_reason: str = ""  # why its down section is not transactional ("": it is)
     contract: bool = False  # runs after the web rollout (see :data:`CONTRACT_DIR`, :data:`PHASE`)
     backfill: Backfill | None = None  # its one UPDATE runs in keyed batches (see :data:`BACKFILL`)
+    statement_timeout: float | None = None  # seconds; overrides the setting for this file
 
     @property
     def down_transactional(self) -> bool:
@@ -510,6 +528,16 @@ def load_source(directory: str | Path, fmt: str = "auto") -> Source:
         whole = _read(up_path)  # directives may sit above `-- migrate:up`
         if up_path.parent.name == CONTRACT_DIR or PHASE.search(whole):
             mig = replace(mig, contract=True)
+        limit = STATEMENT_TIMEOUT.search(whole)
+        if limit:
+            seconds = duration(limit.group("value"))
+            if not seconds:
+                raise ConfigError(
+                    f"{up_path.name}: '-- composekit:statement-timeout {limit.group('value')}' "
+                    "is not a duration",
+                    hint="write e.g. -- composekit:statement-timeout 10min (ms, s, min, h)",
+                )
+            mig = replace(mig, statement_timeout=seconds)
         marked = BACKFILL.search(whole)
         if marked:
             mig = _as_backfill(mig, Backfill.parse(marked.group("opts"), up_path.name))

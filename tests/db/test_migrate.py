@@ -1097,3 +1097,50 @@ def test_expand_phase_stops_before_the_first_contract_migration(
     assert r.returncode == 0, r.stderr
     assert ledger(db_url) == ["0001", "0002", "0003", "0004", "0005"]
     assert cli(db_url, "migrate", "up", "--dir", str(d), "--phase", "later").returncode == 2
+
+
+def test_a_file_statement_timeout_cancels_it_clearly_and_rolls_it_back(
+    db_url: str, tmp_path: Path
+) -> None:
+    d = mig_dir(
+        tmp_path,
+        {
+            "0001_slow.sql": "-- composekit:statement-timeout 500ms\n"
+            + UP.format(up="CREATE TABLE s (id int);\nSELECT pg_sleep(3);", down="DROP TABLE s;"),
+        },
+    )
+    r = cli(db_url, "migrate", "up", "--dir", str(d))
+    assert r.returncode == ExitCode.MIGRATION and "Traceback" not in r.stderr
+    assert "canceling statement due to statement timeout (SQLSTATE 57014)" in r.stderr
+    assert "it ran longer than its statement_timeout of 0.5s" in r.stderr
+    assert "-- composekit:statement-timeout 10min" in r.stderr  # the fix names the override
+    assert "lost the database connection" not in r.stderr
+    assert "s" not in tables(db_url) and query(
+        db_url, "SELECT count(*) FROM schema_migrations"
+    ) == [(0,)]
+
+    (d / "0001_slow.sql").write_text(
+        "-- composekit:statement-timeout soon\n" + UP.format(up="SELECT 1;", down="")
+    )
+    r = cli(db_url, "migrate", "up", "--dir", str(d))
+    assert r.returncode == ExitCode.CONFIG and "is not a duration" in r.stderr, r.stderr
+
+
+def test_a_long_statement_says_how_far_it_is(db_url: str, tmp_path: Path) -> None:
+    execute(db_url, "CREATE TABLE big AS SELECT g AS n FROM generate_series(1, 2000000) g")
+    d = mig_dir(
+        tmp_path,
+        {
+            "0001_wait.sql": UP.format(up="SELECT pg_sleep(0.6);", down=""),
+            "0002_index.sql": UP.format(
+                up="CREATE INDEX big_n ON big (n);", down="DROP INDEX big_n;"
+            ),
+        },
+    )
+    lines: list[str] = []
+    m = migrations.Migrator(db_url, d, progress=lines.append)
+    m.long_after, m.long_every = 0.1, 0.1
+    m.upgrade()
+    assert any(ln.startswith("0001_wait: running for") for ln in lines), lines
+    index = [ln for ln in lines if ln.startswith("0002_index: running for")]
+    assert any("CREATE INDEX: " in ln for ln in index), index
