@@ -8,6 +8,7 @@ calls one of these, and renders what it returns.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # the verbs import what they need when they run: `--help` sta
     from composekit.deploy import HistoryRecord, KeptImage
     from composekit.doctor import DoctorReport
     from composekit.flags import Flag, FlagChange
+    from composekit.hooks import HookEvent
     from composekit.lint import LintReport
     from composekit.migrations import Migrator, PlannedStep, Rehearsal, RunResult, Status
     from composekit.rehearse import RehearseReport
@@ -415,6 +417,7 @@ def restore(
     from composekit.dbtarget import DbTarget
     from composekit.deploy import new_state, recover_leftover, take_deploy_lock
     from composekit.errors import ComposekitError
+    from composekit.hooks import HookEvent, run_hook
     from composekit.journal import Journal, read_journal
     from composekit.restore import restore_backup
 
@@ -436,8 +439,12 @@ def restore(
                 migrations=leftover.kind == "deploy",  # only a deploy's undo reads them
             )
             recover_leftover(s)
+        event = HookEvent("restore", target.project.name, backup=chosen.path.name)
+        run_hook(settings.project_dir, "pre-restore", event, timeout=settings.hooks_timeout,
+                 progress=progress)  # fmt: skip
         journal = Journal.start(settings.project_dir, "restore")
         page = _maintenance_page(settings, target.project)
+        t0 = time.monotonic()
 
         def stopping(services: list[str]) -> None:
             journal.write(step="swap", stopped=services)  # started again, should it be killed
@@ -456,11 +463,33 @@ def restore(
                 after_start=lambda services: page(services, False),
                 meter=meter,
             )
-        except (ComposekitError, KeyboardInterrupt):
+        except (ComposekitError, KeyboardInterrupt) as exc:
             journal.close()  # it cleaned up after itself (shielded from further signals)
+            event.result = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            event.error = exc.message if isinstance(exc, ComposekitError) else ""
+            _post_restore(settings, event, t0, progress)
             raise
         journal.close()
+        event.result = "ok"
+        event.extra = {"snapshot": report.snapshot.path.name if report.snapshot else ""}
+        _post_restore(settings, event, t0, progress)
         return report
+
+
+def _post_restore(settings: Settings, event: HookEvent, t0: float, progress: Progress) -> None:
+    from composekit.errors import ComposekitError
+    from composekit.hooks import run_hook
+    from composekit.notify import send
+
+    event.duration_s = f"{time.monotonic() - t0:.1f}"
+    name = "restore.succeeded" if event.result == "ok" else "restore.failed"
+    send(name, event, webhook=settings.notify_webhook, command=settings.notify_command,
+         progress=progress)  # fmt: skip
+    try:
+        run_hook(settings.project_dir, "post-restore", event, timeout=settings.hooks_timeout,
+                 progress=progress)  # fmt: skip
+    except ComposekitError as exc:  # reported; the restore's result stands
+        progress(f"hook post-restore: {exc.message}")
 
 
 def _maintenance_page(

@@ -79,6 +79,9 @@ class Settings:
     migrator_kind: str = "auto"  # composekit | opaque (a project's own command) | alembic | auto
     rehearse: bool = False  # [deploy] rehearse: every deploy rehearses its migrations first
     max_lock_ms: int = 1000  # [deploy] max_lock_ms: the longest ACCESS EXCLUSIVE a rehearsal allows
+    hooks_timeout: float = 60.0  # [hooks] timeout: seconds each hook may run
+    notify_webhook: str | None = None  # [notify] webhook: POST every event's JSON here
+    notify_command: str | None = None  # [notify] command: run with every event's JSON on stdin
     lint_disable: tuple[str, ...] = ()  # [lint] disable: rule ids not checked
     lint_strict: bool = False  # [lint] strict: warnings count as errors
     source: dict[str, str] = field(default_factory=dict, compare=False)
@@ -173,22 +176,26 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
             "alembic downgrade, else a restore); opaque: any other command (its undo is a restore of "
             "the pre-deploy backup); auto: decide from the migrator's command",
         )
-    if name == "health_url" and value is not None:
-        _check_http_url(value, origin)
+    if name in ("health_url", "notify_webhook") and value is not None:
+        _check_http_url(value, origin, name)
     if name == "database_url" and value is not None:
         _check_database_url(value, origin)
     return value
 
 
-def _check_http_url(url: str, origin: str) -> None:
+def _check_http_url(url: str, origin: str, name: str = "health_url") -> None:
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
+        example = {"notify_webhook": "https://hooks.example.com/deploys"}.get(
+            name, "http://127.0.0.1:8000/healthz"
+        )
+        shown = url if name == "health_url" else f"{parts.scheme}://…"  # a webhook may hold a token
         raise _invalid(
             origin,
-            f"health_url = {url!r} from {origin} is not an http(s) URL",
-            'e.g. health_url = "http://127.0.0.1:8000/healthz"',
+            f"{name} = {shown!r} from {origin} is not an http(s) URL",
+            f'e.g. {name} = "{example}"',
         )
 
 
@@ -286,6 +293,7 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
         ("deploy", "migrator"): "migrator_kind",
         ("deploy", "rehearse"): "rehearse",
         ("deploy", "max_lock_ms"): "max_lock_ms",
+        ("hooks", "timeout"): "hooks_timeout",
     }
     for key, value in data.items():
         if isinstance(value, dict):

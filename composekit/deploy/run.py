@@ -3,10 +3,12 @@ undone on failure, the lock always released, the run recorded in the history."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 
 from composekit.deploy.history import HistoryRecord, RunKind, record_history
+from composekit.deploy.hooks import after_run, before_run, hook_steps
 from composekit.deploy.initscripts import InitScripts
 from composekit.deploy.rehearsal import Rehearse
 from composekit.deploy.runner import RunReport, Step, run_steps
@@ -32,6 +34,7 @@ from composekit.errors import ComposekitError, UndoFailed
 def plan_steps(s: DeployState, lock_wait: float) -> list[Step]:
     layout = s.settings.layout
     steps: list[Step] = [Preflight(s), StartDatabase(s), DeployLock(s, lock_wait)]
+    steps += hook_steps(s, "pre-deploy")  # before anything changes: a failing one stops it all
     if not layout.runs_migrations:
         steps.append(InitScripts(s))
     if s.ctx.maintenance:  # nothing may write between the web stopping and the backup
@@ -40,10 +43,11 @@ def plan_steps(s: DeployState, lock_wait: float) -> list[Step]:
         steps.append(Together(BuildImages(s), TakeBackup(s)))
     if s.settings.rehearse and layout.runs_migrations and not s.ctx.opaque:
         steps.append(Rehearse(s))  # on a copy of the backup just taken, with the image just built
+    post_migrate = hook_steps(s, "post-migrate")
     if layout.has_migrator:
-        steps += [Migrate(s), Verify(s), DeployWeb(s)]
+        steps += [Migrate(s), Verify(s), *post_migrate, DeployWeb(s)]
     elif layout.web_migrates:
-        steps += [Migrate(s), DeployWeb(s), Verify(s)]  # the web migrates as it starts
+        steps += [Migrate(s), DeployWeb(s), Verify(s), *post_migrate]  # it migrates as it starts
     else:
         steps += [Verify(s), DeployWeb(s)]  # init-scripts: nothing to migrate
     steps += [Resume(s)] if s.ctx.maintenance else []
@@ -61,6 +65,9 @@ def execute(
     if dry_run:
         return describe(steps)
     started = datetime.now(UTC).isoformat()
+    t0 = time.monotonic()
+    run_id = uuid.uuid4().hex[:12]
+    before_run(s, kind, run_id)
     run = RunReport()
     error: ComposekitError | None = None
     try:
@@ -87,7 +94,7 @@ def execute(
         except ComposekitError:
             after = None
     record = HistoryRecord(
-        id=uuid.uuid4().hex[:12],
+        id=run_id,
         kind=kind,
         env=s.ctx.env,
         started=started,
@@ -102,6 +109,7 @@ def execute(
         web_after=s.web.new if error is None and s.web.new else s.web.previous,
     )
     record_history(s.settings.project_dir, record, s.settings.redactor)
+    after_run(s, kind, record, error, t0)
     if error is not None:
         raise error
     return record

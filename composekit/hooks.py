@@ -1,0 +1,149 @@
+"""Hooks: executables in ``.composekit/hooks/`` that composekit runs at fixed points.
+
+=================  ===========================================  ==============================
+hook               runs                                          when it fails
+=================  ===========================================  ==============================
+``pre-deploy``     after the deploy lock, before build/backup    the deploy stops, exit 6,
+                                                                 nothing changed
+``post-migrate``   after the migrations are applied and verified reported; the deploy goes on
+``post-deploy``    after a deploy that succeeded                 reported
+``on-failure``     after a deploy or rollback that failed (and   reported
+                   was undone, or not)
+``pre-restore``    before a restore changes anything             the restore stops, exit 6
+``post-restore``   after a restore (succeeded or failed)         reported
+``post-rollback``  after a rollback (succeeded or failed)        reported
+=================  ===========================================  ==============================
+
+Each runs in the project directory, with composekit's environment plus the ``COMPOSEKIT_*``
+variables of :class:`HookEvent` (never a password), within ``[hooks] timeout`` seconds (60); its
+output goes to composekit's, redacted like everything else. A hook is any executable (a shell
+script with ``#!/bin/sh``, a binary); a file there that is not executable is an error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from composekit import proc
+from composekit.errors import ConfigError, VerifyError
+from composekit.progress import Progress, silent
+
+HOOKS = (
+    "pre-deploy",
+    "post-migrate",
+    "post-deploy",
+    "on-failure",
+    "pre-restore",
+    "post-restore",
+    "post-rollback",
+)
+PRE = ("pre-deploy", "pre-restore")
+
+
+def hooks_dir(project_dir: Path) -> Path:
+    return project_dir / ".composekit" / "hooks"
+
+
+@dataclass
+class HookEvent:
+    """What a hook is told, as ``COMPOSEKIT_<FIELD>`` variables (empty when unknown)."""
+
+    command: str  # deploy | rollback | restore
+    project: str
+    env: str = ""  # staging | prod | ""
+    run_id: str = ""
+    result: str = ""  # ok | failed | undone | undo-failed | interrupted ("" before the end)
+    failed_step: str = ""
+    error: str = ""
+    ledger_before: str = ""
+    ledger_after: str = ""
+    backup: str = ""
+    web_before: str = ""
+    web_after: str = ""
+    duration_s: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def variables(self, hook: str) -> dict[str, str]:
+        out = {"COMPOSEKIT_HOOK": hook}
+        for name, value in self.__dict__.items():
+            if name != "extra":
+                out[f"COMPOSEKIT_{name.upper()}"] = str(value or "")
+        out |= {f"COMPOSEKIT_{k.upper()}": v for k, v in self.extra.items()}
+        return out
+
+
+@dataclass(frozen=True)
+class HookRun:
+    hook: str
+    path: Path
+    returncode: int
+    last_line: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"hook {self.hook} ok"
+        why = f": {self.last_line}" if self.last_line else ""
+        return f"hook {self.hook} failed (exit {self.returncode}){why}"
+
+
+def find_hook(project_dir: Path, hook: str) -> Path | None:
+    """The hook's file, or None; a file that is not executable is a :class:`ConfigError`."""
+    assert hook in HOOKS, hook
+    path = hooks_dir(project_dir) / hook
+    if not path.is_file():
+        return None
+    if not os.access(path, os.X_OK):
+        raise ConfigError(f"hook {path} is not executable", hint=f"chmod +x {path} (or remove it)")
+    return path
+
+
+def run_hook(
+    project_dir: Path,
+    hook: str,
+    event: HookEvent,
+    *,
+    timeout: float = 60,
+    progress: Progress = silent,
+) -> HookRun | None:
+    """Run ``hook`` if the project has it; a ``pre-*`` hook that fails raises
+    :class:`VerifyError` (exit 6), the others return their result for the caller to report."""
+    try:
+        path = find_hook(project_dir, hook)
+    except ConfigError:
+        if hook in PRE:
+            raise
+        progress(f"hook {hook}: not run: it is not executable")
+        return None
+    if path is None:
+        return None
+    progress(f"hook {hook}: running {path.relative_to(project_dir)}")
+    env: Mapping[str, str] = event.variables(hook)
+    try:
+        done = proc.stream(
+            [path],
+            timeout=timeout,
+            on_line=lambda line: progress(f"  hook {hook} | {line}"),
+            env=env,
+            cwd=project_dir,
+        )
+        lines = [ln for ln in done.stdout.splitlines() if ln.strip()]
+        run = HookRun(hook, path, done.returncode, lines[-1][:200] if lines else "")
+    except proc.CommandTimeout:
+        run = HookRun(hook, path, 124, f"did not finish within {timeout:g}s ([hooks] timeout)")
+    except (proc.CommandNotFound, OSError) as exc:
+        run = HookRun(hook, path, 126, f"cannot run it: {exc}")
+    if not run.ok and hook in PRE:
+        what = hook.removeprefix("pre-")
+        raise VerifyError(
+            f"{run.describe()}; the {what} was stopped before anything changed",
+            hint=f"fix what {path.relative_to(project_dir)} checks, or remove the hook",
+        )
+    progress(run.describe() if not run.ok else f"hook {hook}: ok")
+    return run
