@@ -8,6 +8,7 @@ calls one of these, and renders what it returns.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -110,6 +111,51 @@ def history(settings: Settings) -> list[HistoryRecord]:
     from composekit.deploy import read_history
 
     return read_history(settings.project_dir)
+
+
+def history_filtered(
+    settings: Settings,
+    *,
+    since: str | None = None,
+    result: str | None = None,
+    kind: str | None = None,
+) -> list[tuple[int, HistoryRecord]]:
+    """The runs that match, each with its number in the whole history (for ``history show N``)."""
+    from datetime import UTC, datetime, timedelta
+
+    from composekit.errors import UsageError
+
+    start = None
+    if since:
+        m = re.fullmatch(r"(\d+)\s*(min|m|h|d|w)", since.strip().lower())
+        if m:
+            unit = {"min": 60, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+            start = datetime.now(UTC) - timedelta(seconds=int(m.group(1)) * unit)
+        else:
+            try:
+                start = datetime.fromisoformat(since)
+            except ValueError:
+                raise UsageError(
+                    f"--since {since!r} is neither a duration nor a date",
+                    hint="e.g. --since 7d, --since 12h, --since 2026-11-30",
+                ) from None
+            start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    if result not in (None, "ok", "failed"):
+        raise UsageError(f"--result {result!r}", hint="use --result ok or --result failed")
+    if kind not in (None, "deploy", "rollback", "recover"):
+        raise UsageError(f"--kind {kind!r}", hint="use deploy, rollback or recover")
+    out = []
+    for n, r in enumerate(history(settings), 1):
+        when = datetime.fromisoformat(r.started)
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        if start is not None and when < start:
+            continue
+        if result is not None and r.ok != (result == "ok"):
+            continue
+        if kind is not None and str(r.kind) != kind:
+            continue
+        out.append((n, r))
+    return out
 
 
 # -- rehearse ----------------------------------------------------------------------------------

@@ -230,14 +230,28 @@ app.add_typer(history_app, name="history")
 
 
 @history_app.callback(invoke_without_command=True)
-def history(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+def history(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only runs since: 7d, 12h, 30min, or a date (2026-11-30)."),
+    ] = None,
+    result: Annotated[str | None, typer.Option("--result", help="Only ok or failed runs.")] = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="Only deploy, rollback or recover runs.")
+    ] = None,
+    steps: Annotated[
+        bool, typer.Option("--steps", help="Each run's steps and how long each took.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Past deploys and rollbacks of this project: when, result, ledger versions, failed step."""
     if ctx.invoked_subcommand is not None:
         return
     c = cli(ctx)
-    records = commands.history(c.settings())
+    numbered = commands.history_filtered(c.settings(), since=since, result=result, kind=kind)
     if as_json:
-        c.out.emit_json({"deploys": records})
+        c.out.emit_json({"deploys": [r for _, r in numbered]})
         return
     rows = [
         (
@@ -247,10 +261,17 @@ def history(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             r.env or "-",
             "ok" if r.ok else f"FAILED at {r.failed_step or ''}",
             f"{(r.ledger_before or ['-'])[-1]} → {(r.ledger_after or ['-'])[-1]}",
+            f"{sum(st.seconds + (st.undo_seconds or 0) for st in r.steps):.1f}s",
         )
-        for n, r in enumerate(records, 1)
+        + (
+            (", ".join(f"{st.name} {st.seconds:.1f}s" for st in r.steps if st.seconds >= 0.05),)
+            if steps
+            else ()
+        )  # fmt: skip
+        for n, r in numbered
     ]
-    c.out.table(rows, ["#", "started (UTC)", "kind", "env", "result", "ledger"])
+    headers = ["#", "started (UTC)", "kind", "env", "result", "ledger", "took"]
+    c.out.table(rows, headers + (["steps"] if steps else []))
 
 
 @history_app.command("show")

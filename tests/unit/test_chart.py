@@ -44,3 +44,47 @@ def test_a_failed_and_undone_deploy_shows_each_step_then_each_undo_in_time() -> 
     assert "FAILED — web never healthy" in body["web"]
     assert "undone — reverted 0002" in body["undo migrate"]
     assert lines[-1] == "error: deploy failed at web"
+
+
+def test_history_filters_by_time_result_and_kind_and_shows_step_durations(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from composekit.deploy.history import history_path
+    from tests.helpers import run_cli
+
+    now = datetime.now(UTC)
+
+    def record(n: int, days_ago: float, ok: bool, kind: RunKind) -> HistoryRecord:
+        started = (now - timedelta(days=days_ago)).isoformat()
+        steps = [StepRecord("build", StepStatus.OK, 2.0), StepRecord("migrate", StepStatus.OK, 1.5)]
+        return HistoryRecord(f"run{n:09d}", kind, None, started, started, ok, steps,
+                             "" if ok else "deploy failed at migrate", ["0001"], ["0002"], None,
+                             None, None)  # fmt: skip
+
+    path = history_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    records = [
+        record(1, 30, True, RunKind.DEPLOY),
+        record(2, 3, False, RunKind.DEPLOY),
+        record(3, 2, True, RunKind.ROLLBACK),
+        record(4, 0.1, True, RunKind.DEPLOY),
+    ]
+    path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in records))
+
+    def ids(*args: str) -> list[str]:
+        r = run_cli("-C", str(tmp_path), "history", "--json", *args)
+        assert r.returncode == 0, r.stderr
+        return [d["id"] for d in json.loads(r.stdout)["deploys"]]
+
+    assert ids() == [r.id for r in records]
+    assert ids("--since", "7d") == ["run000000002", "run000000003", "run000000004"]
+    assert ids("--since", "7d", "--result", "ok") == ["run000000003", "run000000004"]
+    assert ids("--result", "failed") == ["run000000002"]
+    assert ids("--kind", "rollback") == ["run000000003"]
+    assert ids("--since", (now - timedelta(days=1)).date().isoformat()) == ["run000000004"]
+    text = run_cli("-C", str(tmp_path), "history", "--since", "1d", "--steps").stdout
+    row = text.splitlines()[2]
+    assert row.startswith("4 ") and "3.5s" in row and "build 2.0s, migrate 1.5s" in row
+    bad = run_cli("-C", str(tmp_path), "history", "--since", "last tuesday")
+    assert bad.returncode == 2 and "neither a duration nor a date" in bad.stderr
