@@ -86,7 +86,7 @@ class DbTarget:
             "WHERE d.datname = current_database())"
         )
         script = (
-            f"SELECT to_regclass({_literal(ledger.regclass)}) IS NOT NULL AS ck_has \\gset\n"
+            f"SELECT to_regclass({quote_literal(ledger.regclass)}) IS NOT NULL AS ck_has \\gset\n"
             "\\if :ck_has\n"
             f"SELECT json_build_object({facts}, 'ledger', ({ledger.select_json_sql()}));\n"
             "\\else\n"
@@ -188,12 +188,12 @@ class DatabaseProps:
         for item in self.settings:
             name, _, value = item.partition("=")
             if name in _LIST_SETTINGS:
-                value = ", ".join(_literal(v.strip()) for v in value.split(","))
+                value = ", ".join(quote_literal(v.strip()) for v in value.split(","))
             else:
-                value = _literal(value)
+                value = quote_literal(value)
             sql.append(f"ALTER DATABASE {db} SET {quote_ident(name)} = {value}")
         sql.append(
-            f"COMMENT ON DATABASE {db} IS {_literal(self.comment) if self.comment else 'NULL'}"
+            f"COMMENT ON DATABASE {db} IS {quote_literal(self.comment) if self.comment else 'NULL'}"
         )
         notes: list[str] = []
         if self.acl is not None:
@@ -229,7 +229,7 @@ _LIST_SETTINGS = {
 _DB_PRIVILEGES = {"C": "CREATE", "T": "TEMPORARY", "c": "CONNECT"}
 
 
-def _literal(text: str) -> str:
+def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -249,7 +249,7 @@ class PsqlSession:
 
     def execute(self, sql: str, params: list[Any] | None = None) -> PsqlSession:
         for value in params or []:
-            literal = str(value) if isinstance(value, int) else _literal(str(value))
+            literal = str(value) if isinstance(value, int) else quote_literal(str(value))
             sql = sql.replace("%s", literal, 1)
         errors = len(self.session.errors)
         self.rows = []

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from composekit.backup import Backup, find_backup, verify_backup
-from composekit.dbtarget import DbTarget, normalize_schema, quote_ident
+from composekit.dbtarget import DbTarget, normalize_schema, quote_ident, quote_literal
 from composekit.errors import ComposekitError, ConfigError, VerifyError
 from composekit.migrations import REHEARSAL_PREFIX, Rehearsal
 from composekit.progress import Meter, Progress, no_meter, silent
@@ -106,25 +106,26 @@ def engine_runner(
     return run
 
 
-def drop_leftovers(target: DbTarget, progress: Progress = silent) -> list[str]:
-    """Throwaway copies nobody is connected to (a rehearsal killed with SIGKILL): dropped."""
+def drop_leftovers(target: DbTarget, progress: Progress = silent) -> int:
+    """Throwaway copies nobody is connected to (a rehearsal killed with SIGKILL) are dropped;
+    returns the database's size (one round trip for both)."""
     pattern = REHEARSAL_PREFIX.replace("_", "\\_") + "%"
-    names = target.psql(
+    out = target.psql(
+        f"SELECT pg_database_size({quote_literal(target.database)})",
         "SELECT datname FROM pg_database d WHERE datname LIKE "
         f"'{pattern}' AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
         database="postgres",
     ).split()
-    for name in names:
+    for name in out[1:]:
         progress(f"dropping {name}, left by a rehearsal that was killed")
         target.psql(
             f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)", database="postgres"
         )
-    return names
+    return int(out[0]) if out and out[0].isdigit() else 0
 
 
-def check_room(target: DbTarget) -> None:
-    """One more copy of the database must fit in the data directory's free space."""
-    size = int(target.psql("SELECT pg_database_size(current_database())") or 0)
+def check_room(target: DbTarget, size: int) -> None:
+    """One more copy of the database (``size`` bytes) must fit in the data directory's free space."""
     df = target.project.exec(
         target.service, ["sh", "-c", 'df -Pk "${PGDATA:-/var/lib/postgresql/data}"'], timeout=30
     ).stdout.split()
@@ -152,26 +153,33 @@ def rehearse_migrations(
     """Restore a backup into a throwaway copy, migrate it measuring each migration, check it,
     revert it; the copy is dropped on every way out."""
     t0 = time.monotonic()
-    drop_leftovers(target, progress)
+    size = drop_leftovers(target, progress)
     b = find_backup(backups_dir, name, of=(target.project.name, target.database))
     progress(f"verifying {b.path.name}")
     listing = verify_backup(target, b)
-    check_room(target)
+    check_room(target, size)
     copy = f"{REHEARSAL_PREFIX}{uuid.uuid4().hex[:10]}"
     progress(f"restoring {b.path.name} into {copy} ({WHERE})")
+    created = False
     try:
         target.psql(
             f"CREATE DATABASE {quote_ident(copy)} OWNER {quote_ident(target.user)}",
             database="postgres",
         )
+        created = True
         t1 = time.monotonic()
         keep_owners = not (_owners(listing) - target.roles())
         _load_into(target, b, copy, timeout, keep_owners=keep_owners, meter=meter)
         target.psql("ANALYZE", database=copy)  # row estimates: which tables are not empty
         restore_s = time.monotonic() - t1
-        engine = Rehearsal.from_dict(_engine_report(run_engine, ["--database", copy, "--no-downs"]))
+        checks = bool(checks_dir and list(checks_dir.glob("*.sql"))) or bool(
+            expected_schema and expected_schema.is_file()
+        )
+        # with nothing to check on the migrated copy, one run of the engine does the downs too
+        args = ["--database", copy] + (["--no-downs"] if checks else [])
+        engine = Rehearsal.from_dict(_engine_report(run_engine, args))
         report = RehearseReport(b, copy, WHERE, restore_s, engine)
-        if not engine.failed:
+        if not engine.failed and checks:
             _check(target, copy, report, expected_schema, checks_dir)
             if engine.migrations:
                 back = _engine_report(
@@ -185,7 +193,11 @@ def rehearse_migrations(
         return report
     finally:
         with shielded(reraise=False):  # a second signal must not leave the copy behind
-            _drop_scratch(target, copy)
+            if created:
+                target.psql(f"DROP DATABASE IF EXISTS {quote_ident(copy)} WITH (FORCE)",
+                            database="postgres")  # fmt: skip
+            else:  # a signal during CREATE DATABASE: it may still commit in the container
+                _drop_scratch(target, copy)
             progress(f"dropped {copy}")
 
 

@@ -63,6 +63,8 @@ class Output:
         pct = 100.0 * done / total if total else 100.0
         rate = done / max(now - first, 1e-6)
         eta = (total - done) / rate if rate > 0 and not final else 0.0
+        if now - first < 0.2:  # one look at the end of a quick one: no meaningful rate
+            rate = 0.0
         if self.json_progress:
             event = {"event": "progress", "what": what, "done": done, "total": total}
             event |= {"percent": round(pct, 1), "eta_s": round(eta, 1)}
