@@ -280,6 +280,8 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
         ("migrations", "dir"): "migrations_dir",
         ("migrations", "table"): "ledger_table",
         ("migrations", "format"): "migrations_format",
+        ("migrations", "statement_timeout"): "statement_timeout",
+        ("migrations", "lock_timeout"): "lock_timeout",
         ("compose", "files"): "compose_files",
         ("compose", "project_name"): "project_name",
         ("compose", "env_file"): "env_file",

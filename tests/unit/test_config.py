@@ -129,3 +129,24 @@ def test_adopt_takes_the_postgres_server_not_a_one_off_using_its_image() -> None
         "pg"
     ]
     assert databases({"a": pg, "b": {"image": "postgis/postgis:16-3.4"}}) == ["a", "b"]  # ask
+
+
+def test_the_sections_of_the_newer_settings(tmp_path: Path) -> None:
+    (tmp_path / "composekit.toml").write_text(
+        "[migrations]\nstatement_timeout = 300\nlock_timeout = 2\n"
+        "[deploy]\nrehearse = true\nmax_lock_ms = 500\n[hooks]\ntimeout = 5\n"
+        '[notify]\nwebhook = "https://hooks.example.com/x?token=abc"\ncommand = "page-me"\n'
+    )
+    s = load_settings(tmp_path, env={})
+    assert (s.statement_timeout, s.lock_timeout, s.rehearse, s.max_lock_ms) == (
+        300.0,
+        2.0,
+        True,
+        500,
+    )
+    assert (s.hooks_timeout, s.notify_command) == (5.0, "page-me")
+    assert s.notify_webhook == "https://hooks.example.com/x?token=abc"
+    (tmp_path / "composekit.toml").write_text('[notify]\nwebhook = "ftp://x?token=abc"\n')
+    with pytest.raises(ConfigError) as e:
+        load_settings(tmp_path, env={})
+    assert "notify_webhook" in e.value.message and "token" not in e.value.message
