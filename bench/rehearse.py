@@ -5,7 +5,7 @@ pending migrations (CREATE INDEX CONCURRENTLY, ADD COLUMN). Per round, alternati
   by hand:    createdb + `pg_restore` of the backup (restore time)
               + `psql` applying the two up sections to that copy (migration time), then dropdb
   composekit: `composekit rehearse` — also builds the image (cached), verifies the backup, checks
-              the free space, ANALYZEs the copy, runs the engine in the app's container measuring
+              the free space, runs the engine in the app's container measuring
               every lock, runs the down sections and compares the schema, drops the copy
 Goal (issue #13): rehearse ≤ restore + migration time + 10 %.
 
@@ -123,10 +123,10 @@ def main() -> None:
     finally:
         if args.keep:
             print(f"kept: {app}")
-            return
-        project.down(volumes=True)
-        project.remove_images(f"{name}-app")
-        shutil.rmtree(work, ignore_errors=True)
+        else:
+            project.down(volumes=True)
+            project.remove_images(f"{name}-app")
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from composekit import proc
 from composekit.dbtarget import DbTarget
 from composekit.errors import ComposekitError, DockerError, UsageError, VerifyError
 from composekit.files import finished, private_dir, unfinished, write_private
-from composekit.progress import Progress, silent
+from composekit.progress import Meter, Progress, metering, no_meter, silent
 
 DUMP_SUFFIX = ".dump"
 SQL_SUFFIX = ".sql"
@@ -117,8 +117,10 @@ def take_backup(
     lock_wait_timeout: float = 30,
     timeout: float = 3600,
     progress: Progress = silent,
+    meter: Meter = no_meter,
 ) -> Backup:
-    """Dump, verify (sha256 + ``pg_restore --list``), then publish with a manifest.
+    """Dump, verify (sha256 + ``pg_restore --list``), then publish with a manifest. ``meter``
+    sees the bytes written against the last backup's size (else the database's).
 
     >>> take_backup(DbTarget.from_settings(settings), Path("backups"), label="pre-deploy")  # doctest: +SKIP
     """
@@ -135,7 +137,17 @@ def take_backup(
     unfinished(tmp)  # removed on the way out, whatever happens (cli.main)
     try:  # the file is created inside: a signal right after os.open still removes it
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
+        guess = _size_guess(target, backups_dir, meter)
+        with (
+            os.fdopen(fd, "wb") as out,
+            metering(
+                meter,
+                f"backing up {target.database}",
+                guess,
+                lambda: os.fstat(fd).st_size,
+                estimate=True,
+            ),  # fmt: skip
+        ):
             try:  # pg_restore --list reads the archive as pg_dump writes it
                 digest, listing = target.project.exec_tee(
                     target.service,
@@ -186,6 +198,22 @@ def take_backup(
         for old in prune(d, keep):
             progress(f"removed old backup {old.name} (keeping {keep})")
     return backup
+
+
+def _size_guess(target: DbTarget, backups_dir: Path, meter: Meter) -> int:
+    """How big the dump will be, for the meter: the last backup of this database, else its size
+    on disk (a compressed dump is smaller: the meter then reaches 100 % early)."""
+    if meter is no_meter:
+        return 1
+    mine = [
+        b
+        for b in list_backups(backups_dir)
+        if (b.compose_project, b.database) == (target.project.name, target.database) and b.size
+    ]
+    if mine:
+        return max(int(mine[0].size), 1)
+    out = target.psql("SELECT pg_database_size(current_database())").strip()
+    return max(int(out), 1) if out.isdigit() else 1
 
 
 def _dump_error(exc: proc.CommandFailed, target: DbTarget, lock_wait: float) -> ComposekitError:

@@ -425,6 +425,7 @@ def backup(
     keep: int | None = None,
     lock_wait_timeout: float = 30,
     progress: Progress = silent,
+    meter: Meter = no_meter,
 ) -> Backup:
     from composekit.backup import take_backup
     from composekit.dbtarget import DbTarget
@@ -436,6 +437,7 @@ def backup(
         keep=settings.keep_backups if keep is None else keep,
         lock_wait_timeout=lock_wait_timeout,
         progress=progress,
+        meter=meter,
     )
 
 

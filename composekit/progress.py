@@ -28,21 +28,30 @@ def no_meter(what: str, done: int, total: int) -> None:
 
 @contextmanager
 def metering(
-    meter: Meter, what: str, total: int, position: Callable[[], int], every: float = 0.25
+    meter: Meter,
+    what: str,
+    total: int,
+    position: Callable[[], int],
+    every: float = 0.25,
+    estimate: bool = False,
 ) -> Iterator[None]:
     """Report ``position()`` of ``total`` to ``meter`` from a thread while the block runs; once
-    it ends well, ``total`` of ``total``."""
+    it ends well, ``total`` of ``total``. With ``estimate``, ``total`` is a guess (a backup's
+    size from the last one): it grows past the guess, and the end reports the real size."""
     if meter is no_meter:
         yield
         return
     stop = threading.Event()
+    seen = [0]
 
     def watch() -> None:
         while not stop.wait(every):
             try:
-                meter(what, min(position(), total), total)
+                pos = seen[0] = position()
             except OSError:  # the file was closed under us: the block is ending
                 return
+            whole = max(total, int(pos * 1.05)) if estimate else total
+            meter(what, min(pos, whole), whole)
 
     t = threading.Thread(target=watch, daemon=True)
     t.start()
@@ -51,4 +60,9 @@ def metering(
     finally:
         stop.set()
         t.join(timeout=5)
+    if estimate:
+        try:
+            total = position()
+        except OSError:
+            total = max(seen[0], 1)
     meter(what, total, total)

@@ -144,8 +144,9 @@ def restore_backup(
         # with its users stopped, the live database holds its final rows: the snapshot loses none
         if snapshot:
             snap = take_backup(
-                target, backups_dir, label=SNAPSHOT_LABEL, keep=None, progress=progress
-            )
+                target, backups_dir, label=SNAPSHOT_LABEL, keep=None, progress=progress,
+                meter=meter,
+            )  # fmt: skip
         if compare_rows:
             changes = row_changes(target.row_counts(), target.row_counts(scratch))
         progress(f"swapping {scratch} in as {target.database}")

@@ -42,6 +42,7 @@ def backup(
         keep=keep,
         lock_wait_timeout=lock_wait_timeout,
         progress=c.out.progress,
+        meter=c.out.meter,
     )
     if as_json:
         c.out.emit_json(b)

@@ -23,13 +23,15 @@ from typing import Any
 REHEARSAL_PREFIX = "composekit_rehearse_"
 """Every throwaway database's name starts so; the engine rehearses nowhere else."""
 
-SAMPLE_EVERY = 0.005  # seconds between two looks at pg_locks
+SAMPLE_EVERY = 0.005  # seconds between two looks at pg_locks, at first
+SAMPLE_MAX = 0.05  # … and at most (reached after 4.5 s)
 BLOCKS_READS = {"AccessExclusiveLock"}
 BLOCKS_WRITES = BLOCKS_READS | {"ExclusiveLock", "ShareRowExclusiveLock", "ShareLock"}
 
 _TABLES = (
     "SELECT c.oid, n.nspname || '.' || c.relname, c.relfilenode, c.relkind, "
-    "greatest(c.reltuples, 0)::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    # a restored copy is never analyzed: the rows its restore inserted are in the statistics
+    "greatest(c.reltuples, pg_stat_get_live_tuples(c.oid), 0)::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     "WHERE c.relkind IN ('r', 'p', 'm', 'i') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
     "AND n.nspname NOT LIKE 'pg_toast%%' AND n.nspname NOT LIKE 'pg_temp%%'"
 )
@@ -199,6 +201,7 @@ class LockSampler:
             "SELECT relation::bigint, mode FROM pg_locks WHERE pid = %s AND granted "
             "AND locktype = 'relation' AND relation >= 16384"
         )
+        started = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
             try:
@@ -208,7 +211,9 @@ class LockSampler:
             for oid, mode in rows:
                 first, _ = self._seen.get((oid, mode), (now, now))
                 self._seen[(oid, mode)] = (first, now)
-            self._stop.wait(SAMPLE_EVERY)
+            # every 5 ms at first, then less often: a long statement needs no ms precision, and
+            # the sampling must not slow it down (it shares the server's CPUs)
+            self._stop.wait(min(SAMPLE_MAX, SAMPLE_EVERY + (now - started) / 100))
 
     def held(self, tables: dict[int, tuple[str, int]]) -> list[LockHeld]:
         """The locks seen on ``tables`` (oid -> (name, rows)), strongest and longest first."""

@@ -37,7 +37,7 @@ def test_each_migrations_locks_rewrites_and_rows_are_measured(copy_url: str, tmp
         "CREATE TABLE big (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, n int, m int)",
     )
     execute(copy_url, f"INSERT INTO big (n, m) SELECT g, g FROM generate_series(1, {ROWS}) g")
-    execute(copy_url, "ANALYZE big")
+    # not analyzed, as a restored copy is not: the rows come from the insert's statistics
     d = mig_dir(
         tmp_path,
         {

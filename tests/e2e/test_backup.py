@@ -512,7 +512,7 @@ def test_backup_and_restore_as_a_library(seeded: ComposeProject) -> None:
     assert report.stopped == ["web"] and fingerprint(project) == before
 
 
-def test_restore_shows_how_far_it_is_on_a_terminal_in_ci_logs_and_as_json(
+def test_backup_and_restore_show_how_far_they_are_on_a_terminal_in_ci_logs_and_as_json(
     seeded: ComposeProject,
 ) -> None:
     """The archive offset pg_restore has read is the progress: a redrawn line on a terminal, plain
@@ -523,9 +523,17 @@ def test_restore_shows_how_far_it_is_on_a_terminal_in_ci_logs_and_as_json(
         project,
         "INSERT INTO orders (user_id, total) SELECT 1 + g % 50, g FROM generate_series(1, 50000) g",
     )
-    b = json.loads(ck(project, "backup", "--json").stdout)
+    plain = ck(project, "backup")  # the first: its total is guessed from the database's size
+    assert plain.returncode == 0 and "… backing up appdb: 100.0% (" in plain.stderr, plain.stderr
+    done = ck(project, "backup", "--json")  # then from the last backup's size
+    b = json.loads(done.stdout)
     name = Path(b["path"]).name
     size = b["size"]
+    events = [json.loads(ln) for ln in done.stderr.splitlines() if ln.startswith('{"event"')]
+    assert events[-1] == {
+        "event": "progress", "what": "backing up appdb", "done": size, "total": size,
+        "percent": 100.0, "eta_s": 0.0,
+    }, events  # fmt: skip
 
     r = ck(project, "restore", name, "--yes", "--no-snapshot")  # not a terminal: plain lines
     assert r.returncode == 0, r.stderr
