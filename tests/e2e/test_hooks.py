@@ -138,12 +138,29 @@ def test_hooks_run_with_their_variables_and_alerts_arrive_in_order(make_app) -> 
     assert receiver.events[5]["result"] == "undone"
     (app.dir / "migrations" / "0003_bad.sql").unlink()
 
-    # a failing pre-restore hook: the restore stops before anything changed
+    # a rollback: post-rollback with its result
+    hook(app, "post-rollback")
+    r = run_cli("-C", str(app.dir), "rollback", "--timeout", "120")
+    assert r.returncode == 0, r.stderr
+    back = seen(app, "post-rollback")
+    assert back["COMPOSEKIT_COMMAND"] == "rollback" and back["COMPOSEKIT_RESULT"] == "ok"
+    assert receiver.names()[6:] == ["rollback.started", "rollback.succeeded"]
+
+    # a failing pre-restore hook: the restore stops before anything changed; then one that passes
     hook(app, "pre-restore", code=1)
     now = fingerprint(app)
     r = run_cli("-C", str(app.dir), "restore", "--latest", "--yes")
     assert r.returncode == ExitCode.VERIFY and "the restore was stopped" in r.stderr, r.stderr
     assert fingerprint(app) == now
+    hook(app, "pre-restore")
+    hook(app, "post-restore")
+    r = run_cli("-C", str(app.dir), "restore", "--latest", "--yes")
+    assert r.returncode == 0, r.stderr
+    restored = seen(app, "post-restore")
+    assert restored["COMPOSEKIT_COMMAND"] == "restore" and restored["COMPOSEKIT_RESULT"] == "ok"
+    assert restored["COMPOSEKIT_BACKUP"].endswith(".dump") and restored["COMPOSEKIT_SNAPSHOT"]
+    assert seen(app, "pre-restore")["COMPOSEKIT_RESULT"] == ""
+    assert receiver.names()[8:] == ["restore.succeeded"]
 
     for event in receiver.events:
         jsonschema.validate(event, schema("event"))
