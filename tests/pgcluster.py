@@ -34,6 +34,7 @@ class PgCluster:
     user: str
     password: str
     base: Path
+    options: str = ""  # the server's -o options, to start it again the same way
 
     def url(self, dbname: str = "postgres", password: str | None = None) -> str:
         pw = self.password if password is None else password
@@ -44,6 +45,29 @@ class PgCluster:
 
         with psycopg.connect(self.url(dbname), autocommit=True) as conn:
             conn.execute(sql)  # type: ignore[arg-type]
+
+    def crash(self) -> None:
+        """An immediate shutdown (SIGQUIT to the postmaster): no checkpoint, unwritten WAL lost —
+        what a power cut does to the server's memory; the data directory stays."""
+        _as_postgres(
+            [str(PG_BIN / "pg_ctl"), "-D", str(self.base / "data"), "-m", "immediate", "-w", "stop"]
+        )
+
+    def start(self) -> None:
+        """Start it again on the same port and data (crash recovery runs first)."""
+        _as_postgres(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.base / "data"),
+                "-o",
+                self.options,
+                "-l",
+                str(self.base / "log"),
+                "-w",
+                "start",
+            ]  # fmt: skip
+        )
 
     def stop(self) -> None:
         try:
@@ -94,17 +118,6 @@ def start_cluster(durable: bool = True) -> PgCluster:
     opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c max_connections=200"
     if not durable:
         opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    _as_postgres(
-        [
-            str(PG_BIN / "pg_ctl"),
-            "-D",
-            str(base / "data"),
-            "-o",
-            opts,
-            "-l",
-            str(base / "log"),
-            "-w",
-            "start",
-        ]
-    )
-    return PgCluster("127.0.0.1", port, "postgres", password, base)
+    cluster = PgCluster("127.0.0.1", port, "postgres", password, base, opts)
+    cluster.start()
+    return cluster

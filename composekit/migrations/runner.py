@@ -320,12 +320,15 @@ class Migrator:
             if not todo and not resume:
                 return RunResult(Direction.UP, [], st.current, notes=["database is up to date"])
             applier = self._applier(work)
-            done: list[Applied] = [applier.backfill(m, row) for row, m in resume]
-            if atomic:
-                done = applier.apply_atomic(todo)
-            else:
-                for m in todo:
-                    done.append(applier.apply(m, done))
+            try:
+                done: list[Applied] = [applier.backfill(m, row) for row, m in resume]
+                if atomic:
+                    done = applier.apply_atomic(todo)
+                else:
+                    for m in todo:
+                        done.append(applier.apply(m, done))
+            finally:
+                _flush(applier)
             return RunResult(Direction.UP, done, done[-1].version if done else st.current)
 
     def downgrade(self, steps: int | None = None, target: str | None = None) -> RunResult:
@@ -337,8 +340,11 @@ class Migrator:
             todo = self._select_down(st, target, steps)
             applier = self._applier(work)
             done: list[Applied] = []
-            for row, m in todo:
-                done.append(applier.revert(row, m, done))
+            try:
+                for row, m in todo:
+                    done.append(applier.revert(row, m, done))
+            finally:
+                _flush(applier)
             rows = self.ledger.rows(work)
             return RunResult(Direction.DOWN, done, rows[-1].version if rows else None)
 
@@ -496,6 +502,14 @@ class Migrator:
         for a in actions:
             self.progress(a)
         return actions
+
+
+def _flush(applier: Applier) -> None:
+    """The run's commits durable before it reports (after a failure too, if the server is up)."""
+    try:
+        applier.flush()
+    except Exception:  # the connection is gone: there is nothing left to flush through it
+        pass
 
 
 def _fingerprint(conn: Any, ledger_name: str) -> str:
