@@ -189,7 +189,7 @@ def rehearse(
         )
     service = settings.migrate_service
     progress(f"building the {service} image (it holds the pending migrations)")
-    project.build([service], timeout=deadline.remaining())
+    project.build([service], timeout=deadline.remaining(), progress=progress)
     run = engine_runner(project, service, settings.migrations_dir, deadline.remaining, progress)
     return rehearse_migrations(
         DbTarget.from_settings(settings, project),

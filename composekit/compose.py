@@ -12,6 +12,7 @@ import functools
 import json
 import re
 import shutil
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,12 @@ if TYPE_CHECKING:
     from composekit.config import Settings
 
 MIN_COMPOSE = (2, 20, 0)
+BUILD_STEP = re.compile(
+    r"^(?:#\d+ \[(?:[\w.-]+ )?(?P<step>\d+/\d+)\]|Step (?P<classic>\d+/\d+) :) (?P<what>.+)$"
+)
+"""A build step starting, as BuildKit's plain output (``#7 [web 2/6] RUN …``) or the classic
+builder (``Step 2/6 : RUN …``) prints it."""
+BUILD_REPORT_EVERY = 2.0
 
 
 @dataclass(frozen=True)
@@ -316,13 +323,36 @@ class ComposeProject:
             action = f"docker {'compose ' if compose else ''}{args[0]}"
             raise translate(action, exc.stderr, exc.returncode) from exc
 
-    def build(self, services: Sequence[str] | None = None, *, timeout: float = 3600) -> None:
-        """``docker compose build`` (through proc: python-on-whales has no timeout)."""
-        args = self.compose_argv("build", "--quiet", *(services or []))
-        try:
-            proc.run(args, timeout=timeout)
-        except proc.CommandFailed as exc:
-            raise translate("docker compose build", exc.stderr, exc.returncode) from exc
+    def build(
+        self,
+        services: Sequence[str] | None = None,
+        *,
+        timeout: float = 3600,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        """``docker compose build`` (through proc: python-on-whales has no timeout). With
+        ``progress``, the build's steps as they start (``[2/6] RUN pip install …``), at most one
+        line every :data:`BUILD_REPORT_EVERY` seconds and never a cached one."""
+        if progress is None:
+            args = self.compose_argv("build", "--quiet", *(services or []))
+            try:
+                proc.run(args, timeout=timeout)
+            except proc.CommandFailed as exc:
+                raise translate("docker compose build", exc.stderr, exc.returncode) from exc
+            return
+        args = self.compose_argv("--progress", "plain", "build", *(services or []))
+        said = [0.0]
+
+        def step(line: str) -> None:
+            m = BUILD_STEP.match(line)
+            if m and time.monotonic() - said[0] >= BUILD_REPORT_EVERY:
+                said[0] = time.monotonic()
+                number = m.group("step") or m.group("classic")
+                progress(f"  build [{number}] {m.group('what')[:80]}")
+
+        done = proc.stream(args, timeout=timeout, on_line=step)
+        if done.returncode != 0:
+            raise translate("docker compose build", done.stdout, done.returncode)
 
     def down(self, *, volumes: bool = False, timeout: int = 10) -> None:
         flags = ["--remove-orphans", "--timeout", str(timeout), *(["--volumes"] if volumes else [])]

@@ -26,9 +26,15 @@ def fetch_status(url: str | urllib.request.Request, timeout: float) -> str:
         return type(getattr(exc, "reason", exc)).__name__
 
 
+REPORT_EVERY = 5.0  # seconds between two lines of a wait for an answer
+
+
 def health_gate(url: str, deadline: Deadline, progress: Progress, in_a_row: int = 3) -> None:
     """``url`` must answer 200 ``in_a_row`` times in a row before the deadline."""
-    answers_200(lambda: fetch_status(url, deadline.remaining(3) + 0.1), url, deadline, in_a_row)
+    answers_200(
+        lambda: fetch_status(url, deadline.remaining(3) + 0.1), url, deadline, in_a_row,
+        progress=progress,
+    )  # fmt: skip
 
 
 def answers_200(
@@ -39,15 +45,22 @@ def answers_200(
     where: str = "",
     accept: Callable[[str], bool] = lambda status: status == "200",
     want: str = "200",
+    progress: Progress | None = None,
+    report_every: float = REPORT_EVERY,
 ) -> None:
     """``fetch`` (a GET of ``url``, maybe through the proxy to one container: ``where``) must give
     an answer ``accept`` takes (200) ``in_a_row`` times in a row before the deadline. Answering
     only 4xx (but 408/429) for :data:`CLIENT_ERROR_GRACE_S` fails at once: that URL is wrong, or
     this release does not serve it — waiting out the whole --timeout would not change that."""
-    streak, last = 0, ""
+    streak, last, attempts = 0, "", 0
     client_errors_since: float | None = None
+    t0 = said = time.monotonic()
     while not deadline.expired:
         last = fetch()
+        attempts += 1
+        if progress is not None and time.monotonic() - said >= report_every:
+            said = time.monotonic()
+            progress(f"  {url}{where}: {attempts} tries in {said - t0:.0f}s, last answer {last}")
         ok = accept(last)
         streak = streak + 1 if ok else 0
         if streak >= in_a_row:

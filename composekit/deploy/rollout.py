@@ -87,11 +87,15 @@ def roll_out(s: DeployState, scale: int | None = None, *, release: bool = True) 
     return f"{len(g.new)} new {web} container(s) serving; {drained}"
 
 
+WAIT_REPORT_EVERY = 5.0  # seconds between two lines of a health wait
+
+
 def wait_healthy(s: DeployState, names: list[str]) -> None:
     """Until Docker calls each of ``names`` healthy (running, without a healthcheck); fails at
     once when one exits, restarts or turns unhealthy."""
     web = s.settings.web_service
     last = ""
+    t0 = said = time.monotonic()
     while True:
         states = {c.name: c for c in containers(s) if c.name in names}
         bad = [
@@ -119,6 +123,12 @@ def wait_healthy(s: DeployState, names: list[str]) -> None:
         if not waiting:
             return
         last = f"{waiting[0].name} {waiting[0].health or waiting[0].state}"
+        if time.monotonic() - said >= WAIT_REPORT_EVERY:  # a slow start says how it is going
+            said = time.monotonic()
+            s.progress(
+                f"  waiting for Docker to call {len(waiting)} new container(s) healthy: {last} "
+                f"after {said - t0:.0f}s"
+            )
         if s.deadline.expired:
             raise DockerError(
                 f"the new {web} did not become healthy within the --timeout of "
@@ -143,7 +153,7 @@ def probe(s: DeployState, proxy: Proxy, *, release: bool) -> None:
 
         where = f" (through {proxy.service}, on {name})"
         if url:
-            answers_200(fetch, url, s.deadline, PROBES_IN_A_ROW, where)
+            answers_200(fetch, url, s.deadline, PROBES_IN_A_ROW, where, progress=s.progress)
         else:  # the proxy reaches the app: any answer but a 5xx or an error
             answers_200(
                 fetch,
@@ -153,6 +163,7 @@ def probe(s: DeployState, proxy: Proxy, *, release: bool) -> None:
                 where,
                 accept=lambda a: a[:1] in ("2", "3", "4"),
                 want="below 500",
+                progress=s.progress,
             )
 
 

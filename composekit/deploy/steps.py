@@ -258,7 +258,9 @@ class BuildImages(StateStep):
         # one build per image name: compose labels each build with its service, so building web
         # and a migrator sharing its image gives two IDs and the tag goes to whichever ends last
         # (the web would then be "changed" on every deploy)
-        self.s.project.build(services, timeout=self.s.deadline.remaining())
+        self.s.project.build(
+            services, timeout=self.s.deadline.remaining(), progress=self.s.progress
+        )
         web.new = self.s.project.image_id(web.name)
         return f"{web.name} {short(web.new)} (previous {short(web.previous)})"
 

@@ -91,3 +91,19 @@ def test_normalize_schema_drops_what_differs_between_two_dumps_of_one_schema() -
         "CREATE TABLE public.users (\n    id integer NOT NULL   \n);\n\n\\unrestrict Xy12abc\n"
     )
     assert normalize_schema(dump) == "CREATE TABLE public.users (\n    id integer NOT NULL\n);\n"
+
+
+def test_a_health_wait_says_how_it_is_going_then_names_the_last_answer() -> None:
+    from composekit.deadline import Deadline
+    from composekit.deploy.health import answers_200
+
+    said: list[str] = []
+    answers = iter(["000", "503", "503", "503", "503", "503", "503", "503", "503", "503"] * 5)
+    with pytest.raises(ComposekitError) as e:
+        answers_200(
+            lambda: next(answers), "/healthz", Deadline(1.2), 3, " (on web-2)",
+            progress=said.append, report_every=0.3,
+        )  # fmt: skip
+    assert said and all(ln.startswith("  /healthz (on web-2): ") for ln in said), said
+    assert "tries in" in said[-1] and said[-1].endswith("last answer 503")
+    assert "(last: 503)" in e.value.message
