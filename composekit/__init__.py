@@ -6,4 +6,4 @@ Library first; the ``composekit`` CLI is a thin shell over this API::
     migrations.upgrade("postgresql://app@db/app", "migrations")
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -141,9 +141,9 @@ def history_filtered(
                 ) from None
             start = start if start.tzinfo else start.replace(tzinfo=UTC)
     if result not in (None, "ok", "failed"):
-        raise UsageError(f"--result {result!r}", hint="use --result ok or --result failed")
+        raise UsageError(f"unknown --result {result!r}", hint="use --result ok or --result failed")
     if kind not in (None, "deploy", "rollback", "recover"):
-        raise UsageError(f"--kind {kind!r}", hint="use deploy, rollback or recover")
+        raise UsageError(f"unknown --kind {kind!r}", hint="use deploy, rollback or recover")
     out = []
     for n, r in enumerate(history(settings), 1):
         when = datetime.fromisoformat(r.started)
@@ -172,12 +172,14 @@ def rehearse(
 ) -> RehearseReport:
     """Build the migrate service's image, restore a backup into a throwaway copy, run the pending
     migrations there measuring each, check and revert them; the copy is always dropped."""
+    from composekit.backup import find_backup
     from composekit.compose import ComposeProject
     from composekit.dbtarget import DbTarget
     from composekit.deadline import Deadline
     from composekit.deploy import migrator_kind, overlay_for
     from composekit.errors import ConfigError
     from composekit.rehearse import engine_runner, rehearse_migrations
+    from composekit.signals import shielded
 
     deadline = Deadline(timeout)
     project = ComposeProject.from_settings(settings, overlay=overlay_for(env))
@@ -188,20 +190,50 @@ def rehearse(
             hint='set [deploy] migrator = "composekit" if the migrator runs `composekit migrate up`',
         )
     service = settings.migrate_service
+    target = DbTarget.from_settings(settings, project)
+    find_backup(settings.backups_path, backup, of=(project.name, target.database))  # before a build
+    image = project.image_name(service)
+    before = _image_or_none(project, image)
     progress(f"building the {service} image (it holds the pending migrations)")
-    project.build([service], timeout=deadline.remaining(), progress=progress)
-    run = engine_runner(project, service, settings.migrations_dir, deadline.remaining, progress)
-    return rehearse_migrations(
-        DbTarget.from_settings(settings, project),
-        settings.backups_path,
-        run,
-        backup,
-        expected_schema=settings.expected_schema_path if settings.expected_schema else None,
-        checks_dir=settings.project_dir / "verify",
-        timeout=deadline.remaining(),
-        progress=progress,
-        meter=meter,
-    )
+    try:
+        project.build([service], timeout=deadline.remaining(), progress=progress)
+        run = engine_runner(project, service, settings.migrations_dir, deadline.remaining, progress)
+        return rehearse_migrations(
+            target,
+            settings.backups_path,
+            run,
+            backup,
+            expected_schema=settings.expected_schema_path if settings.expected_schema else None,
+            checks_dir=settings.project_dir / "verify",
+            timeout=deadline.remaining(),
+            progress=progress,
+            meter=meter,
+        )
+    finally:
+        with shielded(reraise=False):  # the tag the web deploys from is put back as it was
+            _put_back(project, image, before, progress)
+
+
+def _image_or_none(project: ComposeProject, name: str) -> str | None:
+    from composekit.errors import DockerError
+
+    try:
+        return project.image_id(name)
+    except DockerError:
+        return None
+
+
+def _put_back(project: ComposeProject, name: str, before: str | None, progress: Progress) -> None:
+    """``name`` points at ``before`` again (a rehearsal changes no image); the image it built
+    is removed unless a container uses it."""
+    built = _image_or_none(project, name)
+    if built is None or built == before:
+        return
+    if before is not None:
+        project.tag_image(before, name)
+    removed = project.untag(built if before is not None else name)
+    progress(f"{name} points at the image it pointed at before"
+             + ("; removed the rehearsal's build" if removed else ""))  # fmt: skip
 
 
 # -- feature flags ----------------------------------------------------------------------------
@@ -222,7 +254,26 @@ def flag_set(
             f"bad flag name {name!r}",
             hint="use lower-case letters, digits, '.', '_' and '-' (at most 63), e.g. new-checkout",
         )
-    out = _flag_sql(settings, flags.change_statements(name, percent, who_am_i()), env)
+    who = who_am_i()
+    out = _flag_sql(settings, flags.change_statements(name, percent, who), env)
+    if not out.strip():  # already at that percentage: nothing was written
+        return flags.FlagChange(name, "", who, percent, percent, unchanged=True)
+    return flags.FlagChange.from_dict(json.loads(out))
+
+
+def flag_delete(settings: Settings, name: str, *, env: str | None = None) -> FlagChange:
+    import json
+
+    from composekit import flags
+    from composekit.db import who_am_i
+    from composekit.errors import UsageError
+
+    missing = UsageError(f"there is no flag {name!r}", hint="`composekit flag list` lists them")
+    if _flag_sql(settings, [flags.exists_sql()], env) not in ("t", "True"):
+        raise missing
+    out = _flag_sql(settings, flags.delete_statements(name, who_am_i()), env)
+    if not out.strip():
+        raise missing
     return flags.FlagChange.from_dict(json.loads(out))
 
 
@@ -465,7 +516,7 @@ def restore(
     from composekit.dbtarget import DbTarget
     from composekit.deploy import new_state, recover_leftover, take_deploy_lock
     from composekit.errors import ComposekitError
-    from composekit.hooks import HookEvent, run_hook
+    from composekit.hooks import HookEvent, check_hooks, run_hook
     from composekit.journal import Journal, read_journal
     from composekit.restore import restore_backup
 
@@ -488,8 +539,10 @@ def restore(
             )
             recover_leftover(s)
         event = HookEvent("restore", target.project.name, backup=chosen.path.name)
-        run_hook(settings.project_dir, "pre-restore", event, timeout=settings.hooks_timeout,
-                 progress=progress)  # fmt: skip
+        check_hooks(settings.project_dir)
+        if run_hook(settings.project_dir, "pre-restore", event, timeout=settings.hooks_timeout,
+                    progress=progress):  # fmt: skip
+            progress("hook pre-restore: ok")
         journal = Journal.start(settings.project_dir, "restore")
         page = _maintenance_page(settings, target.project)
         t0 = time.monotonic()
@@ -534,8 +587,10 @@ def _post_restore(settings: Settings, event: HookEvent, t0: float, progress: Pro
     send(name, event, webhook=settings.notify_webhook, command=settings.notify_command,
          progress=progress)  # fmt: skip
     try:
-        run_hook(settings.project_dir, "post-restore", event, timeout=settings.hooks_timeout,
-                 progress=progress)  # fmt: skip
+        done = run_hook(settings.project_dir, "post-restore", event,
+                        timeout=settings.hooks_timeout, progress=progress)  # fmt: skip
+        if done is not None and done.ok:
+            progress("hook post-restore: ok")
     except ComposekitError as exc:  # reported; the restore's result stands
         progress(f"hook post-restore: {exc.message}")
 

@@ -115,19 +115,23 @@ class FlagChange:
     at: str
     by: str | None
     before: float | None  # None: the flag was created
-    after: float
+    after: float | None  # None: the flag was deleted
+    unchanged: bool = False  # it was already so: nothing was written
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FlagChange:
         before = None if d["before"] is None else float(d["before"])
-        return cls(d["name"], d["at"], d["by"], before, float(d["after"]))
+        after = None if d["after"] is None else float(d["after"])
+        return cls(d["name"], d["at"], d["by"], before, after)
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
     def describe(self) -> str:
+        if self.unchanged:
+            return f"{self.name} is already at {self.after:g}%: nothing changed"
         was = "new" if self.before is None else f"{self.before:g}%"
-        return f"{self.name}: {was} → {self.after:g}%"
+        return f"{self.name}: {was} → {'deleted' if self.after is None else f'{self.after:g}%'}"
 
 
 def literal(value: object) -> str:
@@ -155,9 +159,22 @@ def change_statements(name: str, pct: float, by: str) -> list[str]:
         f"up AS (INSERT INTO {TABLE} (name, percent, updated_at, updated_by) "
         f"VALUES ({n}, {p}, now(), {b}) ON CONFLICT (name) DO UPDATE SET "
         "percent = EXCLUDED.percent, updated_at = EXCLUDED.updated_at, "
-        "updated_by = EXCLUDED.updated_by RETURNING percent), "
+        f"updated_by = EXCLUDED.updated_by WHERE {TABLE}.percent IS DISTINCT FROM EXCLUDED.percent "
+        "RETURNING percent), "
         f"h AS (INSERT INTO {HISTORY} (name, by, before, after) "
         f"SELECT {n}, {b}, (SELECT percent FROM old), percent FROM up RETURNING *) "
+        "SELECT json_build_object('name', name, 'at', at, 'by', by, 'before', before, "
+        "'after', after)::text FROM h",
+    ]
+
+
+def delete_statements(name: str, by: str) -> list[str]:
+    """Remove a flag and record it (``after`` NULL); no row comes back when there is no such flag."""
+    n, b = literal(name), literal(by)
+    return [
+        f"WITH d AS (DELETE FROM {TABLE} WHERE name = {n} RETURNING percent), "
+        f"h AS (INSERT INTO {HISTORY} (name, by, before, after) SELECT {n}, {b}, percent, NULL "
+        "FROM d RETURNING *) "
         "SELECT json_build_object('name', name, 'at', at, 'by', by, 'before', before, "
         "'after', after)::text FROM h",
     ]
@@ -183,6 +200,8 @@ def parse_percent(text: str) -> float:
     word = text.strip().lower().removesuffix("%")
     named = {"on": 100.0, "off": 0.0, "true": 100.0, "false": 0.0}
     value = named[word] if word in named else float(word)
-    if not 0 <= value <= 100 or round(value, 2) != value:
-        raise ValueError(text)
+    if not 0 <= value <= 100:
+        raise ValueError(f"{text!r} is not a percentage from 0 to 100")
+    if round(value, 2) != value:
+        raise ValueError(f"{text!r} has more than two decimals")
     return value

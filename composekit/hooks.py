@@ -104,6 +104,13 @@ def find_hook(project_dir: Path, hook: str) -> Path | None:
     return path
 
 
+def check_hooks(project_dir: Path) -> None:
+    """Every hook the project has must be executable (else :class:`ConfigError`, exit 3): found
+    before a command changes anything, not when the hook's turn comes."""
+    for hook in HOOKS:
+        find_hook(project_dir, hook)
+
+
 def run_hook(
     project_dir: Path,
     hook: str,
@@ -123,13 +130,12 @@ def run_hook(
         return None
     if path is None:
         return None
-    progress(f"hook {hook}: running {path.relative_to(project_dir)}")
     env: Mapping[str, str] = event.variables(hook)
     try:
         done = proc.stream(
             [path],
             timeout=timeout,
-            on_line=lambda line: progress(f"  hook {hook} | {line}"),
+            on_line=lambda line: progress(f"  {hook} | {line}"),
             env=env,
             cwd=project_dir,
         )
@@ -145,5 +151,6 @@ def run_hook(
             f"{run.describe()}; the {what} was stopped before anything changed",
             hint=f"fix what {path.relative_to(project_dir)} checks, or remove the hook",
         )
-    progress(run.describe() if not run.ok else f"hook {hook}: ok")
+    if not run.ok:
+        progress(run.describe())
     return run

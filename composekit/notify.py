@@ -20,6 +20,7 @@ from typing import Any
 from composekit import proc
 from composekit.hooks import HookEvent
 from composekit.progress import Progress, silent
+from composekit.redact import redact
 
 SCHEMA = "composekit/event/1"
 BUDGET = 5.0  # seconds the alerts of one event may take, all tries included
@@ -75,7 +76,17 @@ def _post(url: str, body: str, deadline: float) -> str:
     import urllib.request
     from urllib.parse import urlsplit
 
-    host = urlsplit(url).hostname or "?"
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    headers = {"Content-Type": "application/json", "User-Agent": "composekit"}
+    if parts.username is not None:  # user:token@host → basic auth (urllib sends none by itself)
+        import base64
+        from urllib.parse import unquote
+
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        netloc = host + (f":{parts.port}" if parts.port else "")
+        url = parts._replace(netloc=netloc).geturl()
     last = ""
     for attempt in range(TRIES):
         left = deadline - time.monotonic()
@@ -85,7 +96,7 @@ def _post(url: str, body: str, deadline: float) -> str:
             req = urllib.request.Request(
                 url,
                 data=body.encode(),
-                headers={"Content-Type": "application/json", "User-Agent": "composekit"},
+                headers=headers,
                 method="POST",
             )
             with urllib.request.urlopen(req, timeout=min(2.0, left)) as r:
@@ -95,7 +106,8 @@ def _post(url: str, body: str, deadline: float) -> str:
         except urllib.error.HTTPError as exc:
             last = f"HTTP {exc.code}"
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            last = type(getattr(exc, "reason", exc)).__name__
+            reason = getattr(exc, "reason", exc)
+            last = redact(str(getattr(reason, "strerror", None) or reason)) or type(reason).__name__
         if attempt < TRIES - 1:
             time.sleep(min(0.5 * 2**attempt, max(0.0, deadline - time.monotonic())))
     return f"the webhook at {host} did not take it ({last or 'out of time'})"

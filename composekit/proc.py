@@ -313,7 +313,7 @@ def stream(
     try:
         rc = p.wait(timeout=timeout)
     except subprocess.TimeoutExpired as exc:
-        p.kill()
+        _kill_group(p)  # its children too (a hook's `sleep`), not only the program we started
         p.wait()
         raise CommandTimeout(args, timeout) from exc
     except BaseException:
@@ -326,6 +326,16 @@ def stream(
         raise
     reader.join(timeout=5)
     return Completed(args, rc, "\n".join(lines), "")
+
+
+def _kill_group(p: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process group ``p`` leads (it was started in a session of its own)."""
+    import signal
+
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        p.kill()
 
 
 def spawn_detached(argv: Sequence[str | Path], *, log_path: Path) -> int:

@@ -51,7 +51,8 @@ def metering(
             except OSError:  # the file was closed under us: the block is ending
                 return
             whole = max(total, int(pos * 1.05)) if estimate else total
-            meter(what, min(pos, whole), whole)
+            if pos < whole:  # the 100 % line is the end's, once
+                meter(what, pos, whole)
 
     t = threading.Thread(target=watch, daemon=True)
     t.start()

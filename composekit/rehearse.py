@@ -52,6 +52,8 @@ class RehearseReport:
     checks: list[str] = field(default_factory=list)  # verify/*.sql and the schema compare
     check_failed: str = ""
     duration_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    copy_dropped: bool = False
 
     def problems(self, max_lock_ms: int | None) -> list[str]:
         """What makes ``deploy --rehearse`` refuse: a failure, or an ACCESS EXCLUSIVE lock on a
@@ -80,6 +82,8 @@ class RehearseReport:
             "checks": self.checks,
             "check_failed": self.check_failed,
             "duration_s": round(self.duration_s, 2),
+            "notes": self.notes,
+            "copy_dropped": self.copy_dropped,
         }
 
 
@@ -96,7 +100,7 @@ def engine_runner(
 
         def show(line: str) -> None:
             lines.append(line)
-            if not line.startswith(REHEARSAL_LINE):
+            if line.strip() and not line.startswith(REHEARSAL_LINE):
                 progress(f"  rehearse | {line}")
 
         argv = ["composekit", "migrate", "rehearse", "--dir", inside, *args]
@@ -155,6 +159,15 @@ def rehearse_migrations(
     t0 = time.monotonic()
     size = drop_leftovers(target, progress)
     b = find_backup(backups_dir, name, of=(target.project.name, target.database))
+    notes = []
+    live = target.ledger_version()
+    if b.ledger_version != live:
+        notes.append(
+            f"{b.path.name} is at {b.ledger_version or 'no migration'} but the live database at "
+            f"{live or 'no migration'}: the copy is not production as it is now "
+            "(`composekit backup` takes a fresh one)"
+        )
+        progress(f"note: {notes[-1]}")
     progress(f"verifying {b.path.name}")
     listing = verify_backup(target, b)
     check_room(target, size)
@@ -177,7 +190,7 @@ def rehearse_migrations(
         # with nothing to check on the migrated copy, one run of the engine does the downs too
         args = ["--database", copy] + (["--no-downs"] if checks else [])
         engine = Rehearsal.from_dict(_engine_report(run_engine, args))
-        report = RehearseReport(b, copy, WHERE, restore_s, engine)
+        report = RehearseReport(b, copy, WHERE, restore_s, engine, notes=notes)
         if not engine.failed and checks:
             _check(target, copy, report, expected_schema, checks_dir)
             if engine.migrations:
@@ -189,7 +202,6 @@ def rehearse_migrations(
                 engine.downs_restore_schema = back["downs_restore_schema"]
                 engine.down_notes = list(back["down_notes"])
         report.duration_s = time.monotonic() - t0
-        return report
     finally:
         with shielded(reraise=False):  # a second signal must not leave the copy behind
             if created:
@@ -198,6 +210,8 @@ def rehearse_migrations(
             else:  # a signal during CREATE DATABASE: it may still commit in the container
                 _drop_scratch(target, copy)
             progress(f"dropped {copy}")
+    report.copy_dropped = True
+    return report
 
 
 def _engine_report(run_engine: RunEngine, args: list[str]) -> dict[str, Any]:

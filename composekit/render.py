@@ -36,7 +36,10 @@ def _default(o: Any) -> Any:
 
 
 def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
+    """A size people read at a glance: ``812 kB``, ``14.2 MB``, ``1.3 GB``."""
+    if n < 1e6:
+        return f"{n / 1e3:.0f} kB"
+    return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
 
 
 class Output:
@@ -55,6 +58,8 @@ class Output:
         now = time.monotonic()
         first, last, _ = self._shown.setdefault(what, (now, 0.0, 0))
         final = done >= total
+        if done <= 0 and not final:  # nothing to say yet (the first look, before a byte moved)
+            return
         terminal = sys.stderr.isatty()
         every = 2.0 if self.json_progress else 0.1 if terminal else 10.0
         if not final and now - last < every:

@@ -38,9 +38,14 @@ def _percent(text: str, what: str) -> float:
 
     try:
         return flags.parse_percent(text)
-    except ValueError:
+    except ValueError as exc:
+        why = (
+            str(exc)
+            if "decimals" in str(exc) or "from 0" in str(exc)
+            else (f"{text!r} is not a percentage from 0 to 100")
+        )
         raise UsageError(
-            f"{what} {text!r} is not a percentage from 0 to 100",
+            f"{what} {why}",
             hint="write e.g. 10, 12.5 or 100 (at most two decimals); `flag set NAME on|off`",
         ) from None
 
@@ -51,6 +56,9 @@ def _change(ctx: typer.Context, name: str, pct: float, url: str | None, env: str
     change = commands.flag_set(c.settings(database_url=url), name, pct, env=env)
     if as_json:
         c.out.emit_json(change)
+        return
+    if change.unchanged:
+        c.out.line(change.describe())
         return
     c.out.line(f"{change.describe()} (by {change.by}, recorded in `composekit flag history`)")
 
@@ -88,6 +96,20 @@ def flag_rollout(
     _change(ctx, name, _percent(percent, "percent"), url, env, as_json)
 
 
+@flag_app.command("delete")
+def flag_delete(
+    ctx: typer.Context, name: NameArg, url: UrlOpt = None, env: EnvOpt = None,
+    as_json: JsonOpt = False,
+) -> None:  # fmt: skip
+    """Remove a flag (the app then gets its default: off); recorded in the history."""
+    c = cli(ctx)
+    change = commands.flag_delete(c.settings(database_url=url), name, env=env)
+    if as_json:
+        c.out.emit_json(change)
+        return
+    c.out.line(f"{change.describe()} (by {change.by}, recorded in `composekit flag history`)")
+
+
 @flag_app.command("list")
 def flag_list(
     ctx: typer.Context, url: UrlOpt = None, env: EnvOpt = None, as_json: JsonOpt = False
@@ -123,6 +145,9 @@ def flag_history(
     rows = commands.flag_history(c.settings(database_url=url), name, env=env)
     if as_json:
         c.out.emit_json({"changes": rows})
+        return
+    if not rows:
+        c.out.line(f"no changes of {name} on record" if name else "no flag changes on record")
         return
     c.out.table(
         [

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from composekit import commands
 from composekit.cli.app import JsonOpt, app, cli, is_terminal
+
+if TYPE_CHECKING:
+    from composekit.deploy.runner import StepRecord
 
 
 @app.command(
@@ -264,7 +267,7 @@ def history(
             f"{sum(st.seconds + (st.undo_seconds or 0) for st in r.steps):.1f}s",
         )
         + (
-            (", ".join(f"{st.name} {st.seconds:.1f}s" for st in r.steps if st.seconds >= 0.05),)
+            (", ".join(_step(st) for st in r.steps if st.seconds >= 0.05 or _notable(st)),)
             if steps
             else ()
         )  # fmt: skip
@@ -272,6 +275,15 @@ def history(
     ]
     headers = ["#", "started (UTC)", "kind", "env", "result", "ledger", "took"]
     c.out.table(rows, headers + (["steps"] if steps else []))
+
+
+def _notable(st: StepRecord) -> bool:
+    """A step that failed or was undone is shown however short it was."""
+    return str(st.status) not in ("ok", "skipped")
+
+
+def _step(st: StepRecord) -> str:
+    return f"{st.name} {st.seconds:.1f}s" + (f" {st.status}" if _notable(st) else "")
 
 
 @history_app.command("show")

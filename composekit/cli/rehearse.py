@@ -77,11 +77,17 @@ def show(c: CliContext, report: RehearseReport) -> None:
         f"rehearsed {len(e.migrations)} migration(s) on a copy of {report.backup.path.name} "
         f"(restored in {report.restore_s:.1f}s; {report.where})"
     )
+    for note in report.notes:
+        c.out.line(f"note: {note}")
     for m in e.migrations:
         status = f"FAILED: {m.error}" if m.error else f"{m.duration_ms} ms"
         c.out.line(f"  {m.version}_{m.name}: {status}")
-        for lk in m.locks:
+        shown: set[str] = set()
+        for lk in m.locks:  # strongest first: a weaker lock on the same table inside it is noise
+            if lk.relation in shown:
+                continue
             if lk.blocks or lk.mode == "ShareUpdateExclusiveLock":
+                shown.add(lk.relation)
                 what = f"blocks {lk.blocks}" if lk.blocks and lk.rows else "blocks nothing"
                 rows = f"{lk.rows:,} rows" if lk.rows else "empty or new"
                 c.out.line(f"    {MODES.get(lk.mode, lk.mode)} on {lk.relation} ({rows}) "
@@ -89,7 +95,7 @@ def show(c: CliContext, report: RehearseReport) -> None:
         if m.rewrites:
             c.out.line(f"    rewrote {', '.join(m.rewrites)}")
         if m.rows_touched:
-            c.out.line(f"    {m.rows_touched:,} rows touched")
+            c.out.line(f"    {m.rows_touched:,} rows inserted, updated or deleted")
         if m.invalid_indexes:
             c.out.line(f"    left INVALID: {', '.join(m.invalid_indexes)}")
     worst = max(e.migrations, key=lambda m: m.blocked_ms, default=None)

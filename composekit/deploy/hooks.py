@@ -20,11 +20,9 @@ def alert(s: DeployState, name: str, event: HookEvent) -> None:
     send(name, event, webhook=st.notify_webhook, command=st.notify_command, progress=s.progress)
 
 
-def before_run(s: DeployState, kind: RunKind, run_id: str) -> None:
+def before_run(s: DeployState, kind: RunKind) -> None:
     if kind in (RunKind.DEPLOY, RunKind.ROLLBACK):
-        event = event_of(s, kind)
-        event.run_id = run_id
-        alert(s, f"{kind}.started", event)
+        alert(s, f"{kind}.started", event_of(s, kind))
 
 
 def event_of(s: DeployState, kind: RunKind) -> HookEvent:
@@ -32,6 +30,7 @@ def event_of(s: DeployState, kind: RunKind) -> HookEvent:
         command=str(kind),
         project=s.project.name,
         env=s.ctx.env or "",
+        run_id=s.run_id,
         ledger_before=(s.ledger_before or [""])[-1],
         backup=s.backup.path.name if s.backup else "",
         web_before=s.web.previous or "",
@@ -94,10 +93,12 @@ def after_run(
         hooks += ["post-rollback"] + (["on-failure"] if error is not None else [])
     for hook in hooks:
         try:
-            run_hook(
+            done = run_hook(
                 s.settings.project_dir, hook, event, timeout=s.settings.hooks_timeout,
                 progress=s.progress,
             )  # fmt: skip
+            if done is not None and done.ok:
+                s.progress(f"hook {hook}: ok")
         except ComposekitError as exc:  # e.g. not executable: said, and the run's result stands
             s.progress(f"hook {hook}: {exc.message}")
 

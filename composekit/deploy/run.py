@@ -29,6 +29,7 @@ from composekit.deploy.steps import (
 )
 from composekit.deploy.verify import Verify
 from composekit.errors import ComposekitError, UndoFailed
+from composekit.hooks import check_hooks
 
 
 def plan_steps(s: DeployState, lock_wait: float) -> list[Step]:
@@ -62,12 +63,13 @@ def execute(
     s: DeployState, steps: list[Step], *, kind: RunKind, dry_run: bool
 ) -> HistoryRecord | list[str]:
     """Run ``steps`` (undone on failure), always release the lock, and record the run."""
+    check_hooks(s.settings.project_dir)  # one that is not executable: exit 3 before anything
     if dry_run:
         return describe(steps)
     started = datetime.now(UTC).isoformat()
     t0 = time.monotonic()
-    run_id = uuid.uuid4().hex[:12]
-    before_run(s, kind, run_id)
+    run_id = s.run_id = uuid.uuid4().hex[:12]
+    before_run(s, kind)
     run = RunReport()
     error: ComposekitError | None = None
     try:

@@ -86,6 +86,7 @@ class DeployState:
     fingerprint: str | None = None  # backup step (else migrate): schema + ledger an undo gives back
     stopped: list[str] = field(default_factory=list)  # maintenance step
     journal: Journal | None = None  # started by the lock step, once no other run can be in flight
+    run_id: str = ""  # the history record's id, known from the start (hooks, alerts)
     _proxy: Proxy | bool | None = field(default=None, repr=False)
 
     @property

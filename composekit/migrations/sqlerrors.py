@@ -59,6 +59,8 @@ def sql_error(
     diag = exc.diag
     line = (section.line_of(offset) if offset is not None else section.first_line) + extra_lines
     where = f"{section.path.name}:{line}"
+    if offset is None and getattr(exc, "sqlstate", None) == "57014":
+        where = section.path.name  # cancelled: which of its statements was running is unknown
     primary = (diag.message_primary or str(exc)).strip()
     state = getattr(exc, "sqlstate", None) or "?"
     details = []

@@ -92,6 +92,18 @@ def test_a_rollout_turns_on_its_share_of_keys_the_same_in_every_process(db_url: 
     text = cli(db_url, "flag", "history").stdout
     assert "dark-mode" in text and "new-checkout" in text
 
+    again = cli(db_url, "flag", "set", "new-checkout", "on")  # already so: nothing recorded
+    assert again.returncode == 0 and "already at 100%: nothing changed" in again.stdout
+    gone = cli(db_url, "flag", "delete", "dark-mode")
+    assert gone.returncode == 0 and "dark-mode: 10% → deleted" in gone.stdout, gone.stderr
+    assert keys_on(db_url, "dark-mode", KEYS[:100]) == set()  # unknown now: off
+    history = json.loads(cli(db_url, "flag", "history", "--json").stdout)["changes"]
+    assert len(history) == 6 and history[-1]["after"] is None
+    missing = cli(db_url, "flag", "delete", "dark-mode")
+    assert missing.returncode == ExitCode.USAGE and "there is no flag 'dark-mode'" in missing.stderr
+    none = cli(db_url, "flag", "history", "nosuch")
+    assert none.returncode == 0 and "no changes of nosuch on record" in none.stdout
+
 
 def test_an_unknown_flag_or_no_table_is_off_and_keeps_the_callers_transaction(
     db_url: str,
@@ -111,7 +123,7 @@ def test_bad_flag_input_is_a_usage_error_that_changes_nothing(db_url: str) -> No
     for args, message in [
         (("rollout", "beta", "150"), "percent '150' is not a percentage from 0 to 100"),
         (("rollout", "beta", "ten"), "percent 'ten' is not a percentage"),
-        (("rollout", "beta", "1.234"), "percent '1.234' is not a percentage"),
+        (("rollout", "beta", "1.234"), "percent '1.234' has more than two decimals"),
         (("set", "beta", "maybe"), "flag set takes on or off, not 'maybe'"),
         (("rollout", "New Flag", "10"), "bad flag name 'New Flag'"),
     ]:

@@ -1,5 +1,5 @@
 -- migrate:up
-ALTER TABLE users ADD COLUMN bio text NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN IF NOT EXISTS bio text NOT NULL DEFAULT '';
 
 -- migrate:down
-ALTER TABLE users DROP COLUMN bio;
+ALTER TABLE users DROP COLUMN IF EXISTS bio;
