@@ -60,6 +60,9 @@ def test_rehearse_measures_locks_on_a_copy_and_deploy_refuses_a_long_one(make_ap
     assert run_cli("-C", str(app.dir), "backup").returncode == 0
     pending_migrations(app)
     live = fingerprint(app)
+    image = app.project.image_name("migrator")
+    tagged = app.project.image_id(image)
+    release(app, 9)  # a change the rehearsal's build picks up: it must not reach the tag
 
     r = run_cli("-C", str(app.dir), "rehearse", "--json", timeout=600)
     assert r.returncode == 0, r.stderr
@@ -80,7 +83,8 @@ def test_rehearse_measures_locks_on_a_copy_and_deploy_refuses_a_long_one(make_ap
     assert rep["downs_restore_schema"] is True and rep["ledger_after"] == "0004"
     assert "running db container" in rep["where"]
     assert fingerprint(app) == live, "the rehearsal changed the live database"
-    assert copies(app) == []
+    assert copies(app) == [] and rep["copy_dropped"] is True and rep["notes"] == []
+    assert app.project.image_id(image) == tagged, "the rehearsal moved the image tag"
 
     text = run_cli("-C", str(app.dir), "rehearse", timeout=600)
     assert text.returncode == 0, text.stderr
@@ -101,7 +105,7 @@ def test_rehearse_measures_locks_on_a_copy_and_deploy_refuses_a_long_one(make_ap
     # deploy --rehearse with max_lock_ms = 500: refused, exit 6, nothing changed
     with open(app.dir / "composekit.toml", "a") as toml:
         toml.write("\n[deploy]\nmax_lock_ms = 500\n")
-    image = web_image(app)
+    web = web_image(app)
     release(app, 2)
     r = run_cli("-C", str(app.dir), "deploy", "--rehearse", "--timeout", "600", timeout=700)
     assert r.returncode == ExitCode.VERIFY, r.stderr
@@ -110,5 +114,5 @@ def test_rehearse_measures_locks_on_a_copy_and_deploy_refuses_a_long_one(make_ap
         in r.stderr
     )
     assert "over max_lock_ms = 500" in r.stderr
-    assert fingerprint(app) == live and web_image(app) == image and copies(app) == []
+    assert fingerprint(app) == live and web_image(app) == web and copies(app) == []
     assert "Users r1" in app.page()
