@@ -5,6 +5,11 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from composekit.compose import ComposeProject
 
 
 def timed(fn: Callable[[], object], repeat: int) -> list[float]:
@@ -23,3 +28,30 @@ def report(title: str, rows: list[tuple[str, list[float]]], baseline: str) -> No
     for name, samples in rows:
         med = statistics.median(samples)
         print(f"{name:42} {med:8.3f}s {min(samples):8.3f}s {med / base:6.2f}x")
+
+
+def scaffolded_app(prefix: str) -> tuple[Path, str, Path, ComposeProject, int]:
+    """A scaffolded migrator-layout project on the offline images and a free port, as the
+    deploy and rehearse benchmarks use it: (work dir, name, project dir, project, web port)."""
+    import socket
+    import tempfile
+    import uuid
+
+    from composekit.compose import ComposeProject
+    from composekit.images import HAPROXY_IMAGE, POSTGRES_IMAGE, PYTHON_IMAGE
+    from composekit.scaffold import scaffold
+
+    work = Path(tempfile.mkdtemp(prefix=f"ck-bench-{prefix}-"))
+    name = "ckb" + prefix[:1] + uuid.uuid4().hex[:6]
+    app = work / name
+    scaffold(app, "migrator", ci="none", name=name)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with open(app / ".env", "a") as env:
+        env.write(
+            f"POSTGRES_IMAGE={POSTGRES_IMAGE}\nPYTHON_IMAGE={PYTHON_IMAGE}\n"
+            f"PROXY_IMAGE={HAPROXY_IMAGE}\nWEB_PORT={port}\n"
+        )
+    project = ComposeProject(project_dir=app, project_name=name, env_file=".env")
+    return work, name, app, project, port

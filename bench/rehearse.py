@@ -16,24 +16,18 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
-from _util import report  # noqa: E402
+from _util import report, scaffolded_app  # noqa: E402
 
-from composekit.compose import ComposeProject  # noqa: E402
 from composekit.doctor import doctor  # noqa: E402
-from composekit.images import HAPROXY_IMAGE, POSTGRES_IMAGE, PYTHON_IMAGE  # noqa: E402
-from composekit.scaffold import scaffold  # noqa: E402
 
 EXE = Path(sys.executable).parent / "composekit"
 UPS = [
@@ -51,19 +45,7 @@ def main() -> None:
     args = ap.parse_args()
     if not doctor(ROOT, fix=True).ok:
         sys.exit("docker test bed not ready: run scripts/bootstrap.sh")
-    work = Path(tempfile.mkdtemp(prefix="ck-bench-rehearse-"))
-    name = "ckbr" + uuid.uuid4().hex[:6]
-    app = work / name
-    scaffold(app, "migrator", ci="none", name=name)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with open(app / ".env", "a") as env:
-        env.write(
-            f"POSTGRES_IMAGE={POSTGRES_IMAGE}\nPYTHON_IMAGE={PYTHON_IMAGE}\n"
-            f"PROXY_IMAGE={HAPROXY_IMAGE}\nWEB_PORT={port}\n"
-        )
-    project = ComposeProject(project_dir=app, project_name=name, env_file=".env")
+    work, name, app, project, port = scaffolded_app("rehearse")
     dc = project.compose_argv()
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": app}
 
