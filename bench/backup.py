@@ -135,6 +135,37 @@ def main() -> None:
             for bucket, fn in pairs if r % 2 == 0 else pairs[::-1]:
                 bucket.append(timed(fn))
 
+        # the same, in-process, with the progress meter and without it (its cost: a thread that
+        # reads a file offset every 0.25 s, and for restore a phase query every 3 s)
+        from composekit.backup import take_backup
+        from composekit.config import load_settings
+        from composekit.dbtarget import DbTarget
+        from composekit.progress import no_meter
+        from composekit.render import Output
+        from composekit.restore import restore_backup
+
+        settings = load_settings(work)
+        target = DbTarget.from_settings(settings, project)
+        shown = Output()  # not a terminal here: a plain line every 10 s and one at 100 %
+        with_b, without_b, with_r, without_r = [], [], [], []
+        newest: list[str] = []
+
+        def backup_with(meter: object) -> None:
+            b = take_backup(target, settings.backups_path, keep=2, meter=meter)  # type: ignore[arg-type]
+            newest[:] = [b.path.name]
+
+        def restore_with(meter: object) -> None:
+            restore_backup(target, settings.backups_path, newest[0], snapshot=False,
+                           meter=meter)  # type: ignore[arg-type]  # fmt: skip
+
+        for r in range(args.rounds):
+            pairs = [(with_b, shown.meter), (without_b, no_meter)]
+            for bucket, meter in pairs if r % 2 == 0 else pairs[::-1]:
+                bucket.append(timed(lambda meter=meter: backup_with(meter)))
+            pairs = [(with_r, shown.meter), (without_r, no_meter)]
+            for bucket, meter in pairs if r % 2 == 0 else pairs[::-1]:
+                bucket.append(timed(lambda meter=meter: restore_with(meter)))
+
         plain = work / "backup.sql"
         with open(plain, "wb") as out:
             t_plain_dump = timed(
@@ -169,6 +200,21 @@ def main() -> None:
         print(
             f"\nseed way (plain SQL): dump {t_plain_dump:.2f}s, {plain.stat().st_size / 1e6:.0f} MB; "
             f"psql < backup.sql {t_plain_load:.2f}s; custom-format dump {raw_file.stat().st_size / 1e6:.0f} MB"
+        )
+        report(
+            "progress meter on vs off (in-process take_backup / restore_backup)",
+            [
+                ("backup, no meter (baseline)", without_b),
+                ("backup, meter", with_b),
+                ("restore, no meter", without_r),
+                ("restore, meter", with_r),
+            ],  # fmt: skip
+            baseline="backup, no meter (baseline)",
+        )
+        print(
+            f"meter on/off: backup {statistics.median(with_b) / statistics.median(without_b):.2f}x, "
+            f"restore {statistics.median(with_r) / statistics.median(without_r):.2f}x "
+            "(goal: no difference within noise)"
         )
         print(
             f"ratios: backup {statistics.median(ck_b) / statistics.median(raw_b):.2f}x, "

@@ -55,6 +55,7 @@ class Output:
         every ~10 s (CI logs); with ``--json`` a JSON object per ~2 s. Always one at 100 %."""
         import time
 
+        what, _, phase = what.partition("\x1f")  # progress.PHASE: "what", then its phase
         now = time.monotonic()
         first, last, _ = self._shown.setdefault(what, (now, 0.0, 0))
         final = done >= total
@@ -73,10 +74,13 @@ class Output:
         if self.json_progress:
             event = {"event": "progress", "what": what, "done": done, "total": total}
             event |= {"percent": round(pct, 1), "eta_s": round(eta, 1)}
+            event |= {"phase": phase} if phase else {}
             self.line(json.dumps(event), err=True)
         else:
-            text = f"… {what}: {pct:5.1f}% ({_mb(done)} of {_mb(total)}, {_mb(int(rate))}/s" + (
-                f", about {eta:.0f}s left)" if not final else ")"
+            text = (
+                f"… {what}: {pct:5.1f}% ({_mb(done)} of {_mb(total)}, {_mb(int(rate))}/s"
+                + (f", about {eta:.0f}s left)" if not final else ")")
+                + (f" — {phase}" if phase and not final else "")
             )
             if terminal:
                 sys.stderr.write("\r" + self.redactor(text) + ("\n" if final else ""))

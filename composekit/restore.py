@@ -27,7 +27,7 @@ from composekit.backup import (
     take_backup,
     verify_backup,
 )
-from composekit.dbtarget import DatabaseProps, DbState, DbTarget, quote_ident
+from composekit.dbtarget import DatabaseProps, DbState, DbTarget, quote_ident, quote_literal
 from composekit.errors import VerifyError
 from composekit.progress import Meter, Progress, metering, no_meter, silent
 from composekit.signals import shielded
@@ -295,6 +295,7 @@ def _load_into(
                 f"restoring {b.path.name}",
                 b.path.stat().st_size,
                 lambda: os.lseek(where, 0, os.SEEK_CUR),
+                phase=lambda: restore_phase(target, database),
             ):
                 target.project.exec_from_file(target.service, argv, inp, timeout=timeout)
         except proc.CommandFailed as exc:
@@ -307,6 +308,23 @@ def _load_into(
                 f"restoring {b.path.name} failed: {last}; the live database {target.database} was not touched",
                 hint="the backup does not load cleanly; use another backup",
             ) from exc
+
+
+def restore_phase(target: DbTarget, database: str) -> str:
+    """What ``pg_restore`` is doing in ``database`` now: ``data``, ``indexes``, ``constraints``
+    or ``schema`` (its session's query, read from ``pg_stat_activity``)."""
+    query = target.psql(
+        "SELECT left(query, 40) FROM pg_stat_activity WHERE datname = "
+        f"{quote_literal(database)} AND application_name = 'pg_restore' AND state = 'active'",
+        database="postgres",
+        timeout=10,
+    ).upper()
+    for word, phase in (("COPY ", "data"), ("CREATE INDEX", "indexes"),
+                        ("CREATE UNIQUE INDEX", "indexes"), ("ADD CONSTRAINT", "constraints"),
+                        ("ALTER TABLE", "constraints")):  # fmt: skip
+        if word in query:
+            return phase
+    return "schema" if query.strip() else ""
 
 
 def _running_users(target: DbTarget, services: list[str]) -> list[str]:

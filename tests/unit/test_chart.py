@@ -88,3 +88,28 @@ def test_history_filters_by_time_result_and_kind_and_shows_step_durations(tmp_pa
     assert row.startswith("4 ") and "3.5s" in row and "build 2.0s, migrate 1.5s" in row
     bad = run_cli("-C", str(tmp_path), "history", "--since", "last tuesday")
     assert bad.returncode == 2 and "neither a duration nor a date" in bad.stderr
+
+
+def test_a_meter_shows_the_phase_of_a_long_operation_and_ends_at_100(capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import time
+
+    from composekit.progress import metering
+    from composekit.render import Output
+
+    out = Output()
+    out.json_progress = True
+    pos = [0]
+
+    def position() -> int:
+        pos[0] = min(pos[0] + 100, 1000)
+        return pos[0]
+
+    with metering(out.meter, "restoring x.dump", 1000, position, every=0.05,
+                  phase=lambda: "indexes", phase_every=0.05):  # fmt: skip
+        time.sleep(0.5)
+    events = [json.loads(ln) for ln in capsys.readouterr().err.splitlines()]
+    assert events[0]["phase"] == "indexes" and events[0]["what"] == "restoring x.dump"
+    assert events[-1] == {"event": "progress", "what": "restoring x.dump", "done": 1000,
+                          "total": 1000, "percent": 100.0, "eta_s": 0.0}  # fmt: skip
+    assert sum(1 for e in events if e["percent"] == 100.0) == 1
