@@ -32,6 +32,8 @@ T = TypeVar("T")
 _LO = "composekit.backfill_lo"
 _HI = "composekit.backfill_hi"
 REPORT_EVERY = 2.0  # seconds between progress lines
+DDL_LOCK_TIMEOUT = 0.1  # seconds a NOT NULL step waits for its lock before it tries again
+DDL_TRIES = 25  # … about 40 s in all, backing off to 2 s
 
 
 def quote(name: str) -> str:
@@ -243,10 +245,21 @@ class Backfiller:
             work.execute(self.ledger.resume_at_sql(work, m.version, hi))
         return hi, int(keys), max(rows, 0)
 
-    def _retrying(self, attempt_once: Callable[[], T], what: str) -> T:
-        """``attempt_once()``, retried with backoff on a lock timeout; the watch names who blocked."""
+    def _retrying(
+        self,
+        attempt_once: Callable[[], T],
+        what: str,
+        *,
+        tries: int | None = None,
+        backoff: float | None = None,
+        timeout: float | None = None,
+    ) -> T:
+        """``attempt_once()``, retried with backoff (at most 2 s apart) on a lock timeout; the
+        watch names who blocked."""
         import psycopg
 
+        retries = self.lock_retries if tries is None else tries
+        base = self.retry_backoff if backoff is None else backoff
         attempt = 0
         while True:
             attempt += 1
@@ -255,27 +268,32 @@ class Backfiller:
                     return attempt_once()
             except psycopg.errors.LockNotAvailable as exc:
                 who = blockers_text(watch.blockers)
-                if attempt > self.lock_retries:
+                if attempt > retries:
                     raise MigrationError(
                         f"{what}: gave up after {attempt} tries: lock timeout "
-                        f"({self.lock_timeout:g}s) waiting for {who}",
+                        f"({timeout or self.lock_timeout:g}s) waiting for {who}",
                         hint="end or wait out the blocking session; `composekit migrate up` "
                         "resumes after the last committed batch",
                     ) from exc
-                wait = self.retry_backoff * (2 ** (attempt - 1))
-                self.progress(f"{what}: lock timeout waiting for {who}; retry in {wait:g}s")
+                wait = min(base * (2 ** (attempt - 1)), 2.0)
+                if attempt <= 3 or attempt % 5 == 0:
+                    self.progress(f"{what}: lock timeout waiting for {who}; retry in {wait:g}s")
                 time.sleep(wait)
 
     def _ddl(self, statement: str, what: str) -> None:
+        """A short ACCESS EXCLUSIVE step of the NOT NULL: it waits at most
+        :data:`DDL_LOCK_TIMEOUT` for its lock — the app's queries queue behind a waiting ALTER,
+        so a long wait (behind autovacuum, say) would stall them — and tries again, many times."""
+        limit = min(self.lock_timeout, DDL_LOCK_TIMEOUT)
+
         def once() -> None:
             with self.work.transaction():
                 self.work.execute(
-                    "SELECT set_config('lock_timeout', %s, true)",
-                    [f"{int(self.lock_timeout * 1000)}ms"],
+                    "SELECT set_config('lock_timeout', %s, true)", [f"{int(limit * 1000)}ms"]
                 )
                 self.work.execute(statement)
 
-        self._retrying(once, what)
+        self._retrying(once, what, tries=DDL_TRIES, backoff=0.1, timeout=limit)
 
     def _not_null(self, plan: BatchPlan, m: Migration, column: str) -> None:
         import psycopg

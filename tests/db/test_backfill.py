@@ -27,12 +27,16 @@ ADD_LABEL = "ALTER TABLE items ADD COLUMN label text;"
 
 
 class Writer:
-    """An app writing single rows as fast as it can, each statement timed (the longest kept)."""
+    """An app writing single rows as fast as it can. Its statements may wait at most 200 ms for a
+    row lock (``lock_timeout``): every wait longer than that is counted (``blocked``) — a measure
+    of the locks the backfill holds that a busy machine's CPU stalls cannot blur. Each
+    statement's wall time is kept too (``longest``), for the report."""
 
     def __init__(self, db_url: str, rows: int) -> None:
         self.url, self.rows = db_url, rows
         self.longest = 0.0
         self.statements = 0
+        self.blocked = 0
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
@@ -48,17 +52,49 @@ class Writer:
     def _run(self) -> None:
         rnd = random.Random(7)
         with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f"SET lock_timeout = '{int(WRITER_LIMIT_S * 1000)}ms'")
             while not self._stop.is_set():
                 key = rnd.randint(1, self.rows)
                 t0 = time.perf_counter()
                 try:
                     conn.execute("UPDATE items SET name = 'written' WHERE id = %s", [key])
+                except psycopg.errors.LockNotAvailable:
+                    self.blocked += 1
+                    continue
                 except psycopg.Error as exc:
                     self.errors.append(str(exc))
                     return
                 self.longest = max(self.longest, time.perf_counter() - t0)
                 self.statements += 1
                 time.sleep(0.002)
+
+
+class Vacuums:
+    """What autovacuum does to a DDL after so many updates, over and over while the block runs:
+    a session holds SHARE UPDATE EXCLUSIVE on items (as a VACUUM does) for 0.6 s, 50 ms apart.
+    Writers pass it by; an ALTER TABLE must wait — and the writers would queue behind the ALTER."""
+
+    def __init__(self, db_url: str) -> None:
+        self.url = db_url
+        self.count = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Vacuums:
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join(timeout=60)
+
+    def _run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._stop.wait(0.05):
+                with conn.transaction():
+                    conn.execute("LOCK items IN SHARE UPDATE EXCLUSIVE MODE")
+                    conn.execute("SELECT pg_sleep(0.6)")
+                self.count += 1
 
 
 def items(db_url: str, rows: int) -> None:
@@ -91,7 +127,7 @@ def no_composekit_backend(db_url: str, limit: float = 30) -> None:
 
 
 BACKFILL = (
-    "-- composekit:backfill batch=5000 pause=0 not-null=label\n"
+    "-- composekit:backfill batch=2000 pause=0 not-null=label\n"
     # no WHERE, and n = n + 1: a row updated twice (or never) would show after a resume
     "UPDATE items SET label = 'item ' || id, n = n + 1;"
 )
@@ -107,7 +143,7 @@ def test_backfill_of_a_million_rows_blocks_no_writer_and_resumes_after_sigkill(
         time.sleep(0.3)
         execute(db_url, "UPDATE items SET n = n")
         time.sleep(0.3)
-    assert plain.longest > WRITER_LIMIT_S, plain.longest
+    assert plain.blocked > 0, "the writer never waited behind a whole-table UPDATE"
 
     d = mig_dir(
         tmp_path,
@@ -145,15 +181,18 @@ def test_backfill_of_a_million_rows_blocks_no_writer_and_resumes_after_sigkill(
         status = cli(db_url, "migrate", "status", "--dir", str(d))
         assert f"stopped after key {stopped}" in status.stdout + status.stderr
 
-        again = cli(db_url, "migrate", "up", "--dir", str(d), timeout=300)
+        # as autovacuum would after so many updates: a lock the NOT NULL's ALTERs must wait
+        # for, held again and again — the writer must not queue behind a waiting ALTER
+        with Vacuums(db_url):
+            again = cli(db_url, "migrate", "up", "--dir", str(d), timeout=300)
         assert again.returncode == 0, again.stderr
         assert f"resuming after id {stopped}" in again.stderr
         assert "rows/s" in again.stderr and "is NOT NULL" in again.stderr
     assert writer.errors == [] and writer.statements > 100
     print(
-        f"writer: {writer.statements} statements, longest {writer.longest * 1000:.0f} ms; plain UPDATE: {plain.longest * 1000:.0f} ms"
+        f"writer: {writer.statements} statements, longest {writer.longest * 1000:.0f} ms, {writer.blocked} over 200 ms; behind a plain UPDATE: {plain.blocked} over 200 ms"
     )
-    assert writer.longest < WRITER_LIMIT_S, writer.longest
+    assert writer.blocked == 0, f"{writer.blocked} writes waited over 200 ms for a row lock"
 
     # every row updated exactly once, the column NOT NULL, no helper check left, ledger clean
     assert query(db_url, "SELECT count(*) FROM items WHERE n = 1 AND label = 'item ' || id") == [
