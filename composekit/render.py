@@ -77,10 +77,10 @@ class Output:
             event |= {"phase": phase} if phase else {}
             self.line(json.dumps(event), err=True)
         else:
-            text = (
-                f"… {what}: {pct:5.1f}% ({_mb(done)} of {_mb(total)}, {_mb(int(rate))}/s"
-                + (f", about {eta:.0f}s left)" if not final else ")")
-                + (f" — {phase}" if phase and not final else "")
+            speed = f", {_mb(int(rate))}/s" if rate > 0 else ""  # none yet: no rate, no ETA
+            left = f", about {eta:.0f}s left" if rate > 0 and not final else ""
+            text = f"… {what}: {pct:5.1f}% ({_mb(done)} of {_mb(total)}{speed}{left})" + (
+                f" — {phase}" if phase and not final else ""
             )
             if terminal:
                 sys.stderr.write("\r" + self.redactor(text) + ("\n" if final else ""))
