@@ -56,7 +56,10 @@ def send(
     problems = []
     deadline = time.monotonic() + BUDGET
     if webhook:
-        problem = _post(webhook, body, deadline)
+        try:
+            problem = _post(webhook, body, deadline)
+        except Exception as exc:
+            problem = f"the webhook failed: {type(exc).__name__}"
         if problem:
             problems.append(problem)
     if command:
@@ -72,6 +75,7 @@ def send(
 
 
 def _post(url: str, body: str, deadline: float) -> str:
+    import http.client
     import urllib.error
     import urllib.request
     from urllib.parse import urlsplit
@@ -105,9 +109,10 @@ def _post(url: str, body: str, deadline: float) -> str:
                 last = f"HTTP {r.status}"
         except urllib.error.HTTPError as exc:
             last = f"HTTP {exc.code}"
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
-            last = redact(str(getattr(reason, "strerror", None) or reason)) or type(reason).__name__
+            text = redact(str(getattr(reason, "strerror", None) or reason)).strip()
+            last = " ".join(text.split())[:80] or type(reason).__name__
         if attempt < TRIES - 1:
             time.sleep(min(0.5 * 2**attempt, max(0.0, deadline - time.monotonic())))
     return f"the webhook at {host} did not take it ({last or 'out of time'})"
