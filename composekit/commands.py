@@ -578,21 +578,15 @@ def restore(
 
 
 def _post_restore(settings: Settings, event: HookEvent, t0: float, progress: Progress) -> None:
-    from composekit.errors import ComposekitError
-    from composekit.hooks import run_hook
+    from composekit.hooks import run_reported
     from composekit.notify import send
 
     event.duration_s = f"{time.monotonic() - t0:.1f}"
     name = "restore.succeeded" if event.result == "ok" else "restore.failed"
     send(name, event, webhook=settings.notify_webhook, command=settings.notify_command,
          progress=progress)  # fmt: skip
-    try:
-        done = run_hook(settings.project_dir, "post-restore", event,
-                        timeout=settings.hooks_timeout, progress=progress)  # fmt: skip
-        if done is not None and done.ok:
-            progress("hook post-restore: ok")
-    except ComposekitError as exc:  # reported; the restore's result stands
-        progress(f"hook post-restore: {exc.message}")
+    run_reported(settings.project_dir, "post-restore", event, timeout=settings.hooks_timeout,
+                 progress=progress)  # fmt: skip
 
 
 def _maintenance_page(

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from composekit import proc
-from composekit.errors import ConfigError, VerifyError
+from composekit.errors import ComposekitError, ConfigError, VerifyError
 from composekit.progress import Progress, silent
 
 HOOKS = (
@@ -120,14 +120,10 @@ def run_hook(
     progress: Progress = silent,
 ) -> HookRun | None:
     """Run ``hook`` if the project has it; a ``pre-*`` hook that fails raises
-    :class:`VerifyError` (exit 6), the others return their result for the caller to report."""
-    try:
-        path = find_hook(project_dir, hook)
-    except ConfigError:
-        if hook in PRE:
-            raise
-        progress(f"hook {hook}: not run: it is not executable")
-        return None
+    :class:`VerifyError` (exit 6), the others return their result for the caller to report
+    (see :func:`run_reported`). Commands call :func:`check_hooks` first, so a hook that is not
+    executable is a :class:`ConfigError` before anything ran."""
+    path = find_hook(project_dir, hook)
     if path is None:
         return None
     env: Mapping[str, str] = event.variables(hook)
@@ -154,3 +150,17 @@ def run_hook(
     if not run.ok:
         progress(run.describe())
     return run
+
+
+def run_reported(
+    project_dir: Path, hook: str, event: HookEvent, *, timeout: float, progress: Progress
+) -> None:
+    """A hook that runs once a command's result is known (``post-*``, ``on-failure``): its
+    outcome is reported, and nothing it does changes that result."""
+    try:
+        done = run_hook(project_dir, hook, event, timeout=timeout, progress=progress)
+    except ComposekitError as exc:  # e.g. made not executable while the command ran
+        progress(f"hook {hook}: {exc.message}")
+        return
+    if done is not None and done.ok:
+        progress(f"hook {hook}: ok")

@@ -10,7 +10,7 @@ from composekit.deploy.runner import Skipped
 from composekit.deploy.state import DeployState
 from composekit.deploy.steps import StateStep
 from composekit.errors import ComposekitError, DeployFailed, Interrupted, UndoFailed
-from composekit.hooks import HookEvent, find_hook, run_hook
+from composekit.hooks import HookEvent, find_hook, run_hook, run_reported
 from composekit.notify import send
 
 
@@ -76,7 +76,6 @@ def after_run(
     """``post-deploy`` / ``on-failure`` / ``post-rollback`` with the run's result; their failures
     are reported, never change the result."""
     event = event_of(s, kind)
-    event.run_id = record.id
     event.ledger_after = (record.ledger_after or [""])[-1]
     event.web_after = record.web_after or ""
     event.duration_s = f"{time.monotonic() - started:.1f}"
@@ -92,15 +91,8 @@ def after_run(
     elif kind is RunKind.ROLLBACK:
         hooks += ["post-rollback"] + (["on-failure"] if error is not None else [])
     for hook in hooks:
-        try:
-            done = run_hook(
-                s.settings.project_dir, hook, event, timeout=s.settings.hooks_timeout,
-                progress=s.progress,
-            )  # fmt: skip
-            if done is not None and done.ok:
-                s.progress(f"hook {hook}: ok")
-        except ComposekitError as exc:  # e.g. not executable: said, and the run's result stands
-            s.progress(f"hook {hook}: {exc.message}")
+        run_reported(s.settings.project_dir, hook, event, timeout=s.settings.hooks_timeout,
+                     progress=s.progress)  # fmt: skip
 
 
 def _result(error: ComposekitError | None) -> str:
