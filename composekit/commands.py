@@ -197,7 +197,9 @@ def rehearse(
     progress(f"building the {service} image (it holds the pending migrations)")
     try:
         project.build([service], timeout=deadline.remaining(), progress=progress)
-        run = engine_runner(project, service, settings.migrations_dir, deadline.remaining, progress)
+        run = engine_runner(
+            project, service, settings.migrations_dir_in_image, deadline.remaining, progress
+        )
         return rehearse_migrations(
             target,
             settings.backups_path,

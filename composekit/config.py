@@ -98,6 +98,13 @@ class Settings:
         return self.path(self.migrations_dir)
 
     @property
+    def migrations_dir_in_image(self) -> str:
+        """The migrations directory as the app's image sees it: the project-relative setting,
+        resolved against the container's working directory (the image copies the project there)."""
+        d = self.migrations_dir
+        return d.as_posix() if not d.is_absolute() else "migrations"
+
+    @property
     def backups_path(self) -> Path:
         return self.path(self.backups_dir)
 

@@ -88,12 +88,10 @@ class RehearseReport:
 
 
 def engine_runner(
-    project: Any, service: str, migrations_dir: Path, deadline: Callable[[], float],
-    progress: Progress,
-) -> RunEngine:  # fmt: skip
+    project: Any, service: str, inside: str, deadline: Callable[[], float], progress: Progress
+) -> RunEngine:
     """How the engine runs against the copy: ``docker compose run`` of the migrate service (its
-    image holds composekit and the pending migrations), the database URL its own."""
-    inside = migrations_dir.as_posix() if not migrations_dir.is_absolute() else "migrations"
+    image holds composekit and the pending migrations in ``inside``), the database URL its own."""
 
     def run(args: list[str]) -> tuple[int, list[str]]:
         lines: list[str] = []

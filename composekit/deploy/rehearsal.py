@@ -28,7 +28,7 @@ class Rehearse(StateStep):
         run = engine_runner(
             self.s.project,
             st.migrate_service,
-            st.migrations_dir,
+            st.migrations_dir_in_image,
             self.s.deadline.remaining,
             self.s.progress,
         )

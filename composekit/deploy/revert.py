@@ -33,10 +33,8 @@ def _key(version: str) -> tuple[int, ...] | str:
 
 
 def container_migrations_dir(s: DeployState) -> str:
-    """The migrations directory as the migrator container sees it: the project-relative setting,
-    resolved against the container's working directory (the image copies the project there)."""
-    d = s.settings.migrations_dir
-    return d.as_posix() if not d.is_absolute() else "migrations"
+    """The migrations directory as the migrator container sees it."""
+    return s.settings.migrations_dir_in_image
 
 
 def revert_database(s: DeployState) -> str:
