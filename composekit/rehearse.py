@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from composekit.backup import Backup, find_backup, verify_backup
-from composekit.dbtarget import DbTarget, normalize_schema, quote_ident, quote_literal
+from composekit.checks import compare_schema, run_checks
+from composekit.dbtarget import DbTarget, quote_ident, quote_literal
 from composekit.errors import ComposekitError, ConfigError, VerifyError
 from composekit.migrations import REHEARSAL_PREFIX, Rehearsal
 from composekit.progress import Meter, Progress, no_meter, silent
@@ -233,19 +234,15 @@ def _check(
     expected_schema: Path | None,
     checks_dir: Path | None,
 ) -> None:
-    for check in sorted(checks_dir.glob("*.sql")) if checks_dir else []:
-        out = target.psql(check.read_text(), database=copy).strip()
-        if out not in ("", "t"):
-            report.check_failed = (
-                f"check {check.name} failed on the copy: {out.splitlines()[0][:120]!r}"
-            )
-            return
-        report.checks.append(f"{check.name} passed")
-    if expected_schema is not None and expected_schema.is_file():
-        if target.schema(database=copy) != normalize_schema(expected_schema.read_text()):
-            report.check_failed = f"the migrated copy's schema differs from {expected_schema.name}"
-            return
-        report.checks.append(f"schema equals {expected_schema.name}")
+    """The migrated copy through the project's checks and expected schema, as deploy's verify
+    step runs them; the first failure goes in ``report.check_failed``."""
+    try:
+        names = run_checks(target, checks_dir, copy) if checks_dir else []
+        report.checks += [f"{name} passed" for name in names]
+        if expected_schema is not None and expected_schema.is_file():
+            report.checks.append(compare_schema(target, expected_schema, copy))
+    except VerifyError as exc:
+        report.check_failed = f"on the copy, {exc.message}"
 
 
 def refuse(report: RehearseReport, max_lock_ms: int | None) -> None:

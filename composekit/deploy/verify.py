@@ -3,10 +3,7 @@ migrated schema equals ``[deploy] expected_schema``."""
 
 from __future__ import annotations
 
-import difflib
-from pathlib import Path
-
-from composekit.dbtarget import DbTarget, normalize_schema
+from composekit.checks import compare_schema, run_checks
 from composekit.deploy.revert import applied_since
 from composekit.deploy.steps import StateStep
 from composekit.errors import VerifyError
@@ -40,14 +37,7 @@ class Verify(StateStep):
                 f"migrations still pending after the deploy: {', '.join(missing)}",
                 hint="see the migrate step's output",
             )
-        checks = sorted((st.project_dir / "verify").glob("*.sql"))
-        for check in checks:
-            out = target.psql(check.read_text()).strip()
-            if out not in ("", "t"):
-                raise VerifyError(
-                    f"check {check.name} failed: it returned {out.splitlines()[0][:120]!r}",
-                    hint="a verify check must return no rows, or a single true",
-                )
+        checks = run_checks(target, st.project_dir / "verify")
         schema = ""
         if st.expected_schema:
             schema = "; " + compare_schema(target, st.expected_schema_path)
@@ -58,26 +48,3 @@ class Verify(StateStep):
             f"{new}{len(self.s.ledger_after or [])} applied, {len(checks)} check(s) passed"
             f"{schema}{after}"
         )
-
-
-def compare_schema(target: DbTarget, path: Path) -> str:
-    """Raise :class:`VerifyError` with the differing lines unless the database's schema is the one
-    in ``path`` (both normalized)."""
-    expected = normalize_schema(path.read_text())
-    actual = target.schema()
-    if actual == expected:
-        return f"schema equals {path.name}"
-    changed = [
-        ln
-        for ln in difflib.unified_diff(
-            expected.splitlines(), actual.splitlines(), "expected", "database", lineterm="", n=0
-        )
-        if ln[:1] in "+-" and not ln.startswith(("+++", "---"))
-    ]
-    raise VerifyError(
-        f"the database schema differs from {path.name} in {len(changed)} line(s): "
-        f"{changed[0][:160] if changed else 'ordering'}",
-        hint="if the migrations are right, refresh the file from the migrated database: "
-        "composekit schema --write",
-        details=changed[1:12],
-    )
