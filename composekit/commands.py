@@ -271,7 +271,7 @@ def flag_delete(settings: Settings, name: str, *, env: str | None = None) -> Fla
     from composekit.errors import UsageError
 
     missing = UsageError(f"there is no flag {name!r}", hint="`composekit flag list` lists them")
-    if _flag_sql(settings, [flags.exists_sql()], env) not in ("t", "True"):
+    if not _flags_exist(settings, env):
         raise missing
     out = _flag_sql(settings, flags.delete_statements(name, who_am_i()), env)
     if not out.strip():
@@ -284,7 +284,7 @@ def flag_list(settings: Settings, *, env: str | None = None) -> list[Flag]:
 
     from composekit import flags
 
-    if _flag_sql(settings, [flags.exists_sql()], env) not in ("t", "True"):
+    if not _flags_exist(settings, env):
         return []
     return [
         flags.Flag.from_dict(d) for d in json.loads(_flag_sql(settings, [flags.list_sql()], env))
@@ -298,10 +298,17 @@ def flag_history(
 
     from composekit import flags
 
-    if _flag_sql(settings, [flags.exists_sql()], env) not in ("t", "True"):
+    if not _flags_exist(settings, env):
         return []
     rows = json.loads(_flag_sql(settings, [flags.history_sql(name)], env))
     return [flags.FlagChange.from_dict(d) for d in rows]
+
+
+def _flags_exist(settings: Settings, env: str | None) -> bool:
+    """Whether the flags tables are there (reading asks first, so it creates nothing)."""
+    from composekit import flags
+
+    return _flag_sql(settings, [flags.exists_sql()], env) in ("t", "True")
 
 
 def _flag_sql(settings: Settings, statements: list[str], env: str | None) -> str:

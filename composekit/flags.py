@@ -143,6 +143,10 @@ def literal(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+# one change as a JSON object (what :meth:`FlagChange.from_dict` reads), from a history row
+_CHANGE = "json_build_object('name', name, 'at', at, 'by', by, 'before', before, 'after', after)"
+
+
 def exists_sql() -> str:
     """``t`` when the flags tables are there: reading first asks, so ``list`` creates nothing."""
     return f"SELECT to_regclass('{TABLE}') IS NOT NULL AND to_regclass('{HISTORY}') IS NOT NULL"
@@ -150,7 +154,8 @@ def exists_sql() -> str:
 
 def change_statements(name: str, pct: float, by: str) -> list[str]:
     """Create or change a flag and record the change; run them in ONE transaction. The last
-    returns one JSON text: the change (for :meth:`FlagChange.from_json`)."""
+    returns one JSON text: the change (for :meth:`FlagChange.from_dict`), or no row when the flag
+    already had that percentage (then nothing is written)."""
     n, p, b = literal(name), literal(pct), literal(by)
     return [
         DDL.strip(),
@@ -163,8 +168,7 @@ def change_statements(name: str, pct: float, by: str) -> list[str]:
         "RETURNING percent), "
         f"h AS (INSERT INTO {HISTORY} (name, by, before, after) "
         f"SELECT {n}, {b}, (SELECT percent FROM old), percent FROM up RETURNING *) "
-        "SELECT json_build_object('name', name, 'at', at, 'by', by, 'before', before, "
-        "'after', after)::text FROM h",
+        f"SELECT {_CHANGE}::text FROM h",
     ]
 
 
@@ -174,9 +178,7 @@ def delete_statements(name: str, by: str) -> list[str]:
     return [
         f"WITH d AS (DELETE FROM {TABLE} WHERE name = {n} RETURNING percent), "
         f"h AS (INSERT INTO {HISTORY} (name, by, before, after) SELECT {n}, {b}, percent, NULL "
-        "FROM d RETURNING *) "
-        "SELECT json_build_object('name', name, 'at', at, 'by', by, 'before', before, "
-        "'after', after)::text FROM h",
+        f"FROM d RETURNING *) SELECT {_CHANGE}::text FROM h",
     ]
 
 
@@ -189,10 +191,7 @@ def list_sql() -> str:
 
 def history_sql(name: str | None = None) -> str:
     where = f" WHERE name = {literal(name)}" if name else ""
-    return (
-        "SELECT coalesce(json_agg(json_build_object('name', name, 'at', at, 'by', by, "
-        f"'before', before, 'after', after) ORDER BY id), '[]')::text FROM {HISTORY}{where}"
-    )
+    return f"SELECT coalesce(json_agg({_CHANGE} ORDER BY id), '[]')::text FROM {HISTORY}{where}"
 
 
 def parse_percent(text: str) -> float:
