@@ -371,12 +371,7 @@ class Migrator:
 
         probe = self._connect(" probe")
         try:
-            db = str(probe.execute("SELECT current_database()").fetchone()[0])
-            if not db.startswith(REHEARSAL_PREFIX):
-                raise UsageError(
-                    f"refusing to rehearse on database {db!r}: it is not a throwaway copy",
-                    hint="`composekit rehearse` makes one from a backup and runs this there",
-                )
+            db = _throwaway_copy(probe)
             stats = probe.info.server_version >= 150000
             report = Rehearsal(db, [])
             with self._locked() as (_, work):
@@ -423,7 +418,7 @@ class Migrator:
                 report.ledger_after = rows[-1].version if rows else None
             report.start, report.schema_before = start, fingerprint
             if check_downs and report.migrations and not report.failed:
-                ok, notes = self.rehearse_downs(start, fingerprint)
+                ok, notes = self._downs_back_to(probe, start, fingerprint)
                 report.downs_restore_schema, report.down_notes = ok, notes
             return report
         finally:
@@ -434,20 +429,22 @@ class Migrator:
     ) -> tuple[bool | None, list[str]]:
         """On the throwaway copy: revert down to ``start`` with the down sections; whether the
         schema is ``schema_before`` again (its fingerprint digest), and notes."""
+        with self._connect(" probe") as probe:
+            _throwaway_copy(probe)
+            return self._downs_back_to(probe, start, schema_before)
+
+    def _downs_back_to(
+        self, probe: Any, start: str | None, schema_before: str
+    ) -> tuple[bool | None, list[str]]:
         from composekit.errors import ComposekitError
 
-        with self._connect(" probe") as probe:
-            if not str(probe.execute("SELECT current_database()").fetchone()[0]).startswith(
-                REHEARSAL_PREFIX
-            ):
-                raise UsageError("refusing to revert anything outside a throwaway copy")
-            try:
-                self.downgrade(target=start or "0")
-            except ComposekitError as exc:
-                return None, [f"down sections not checked: {exc.message}"]
-            if _fingerprint(probe, self.ledger.name) == schema_before:
-                return True, []
-            return False, ["after the down sections the schema differs from before the migrations"]
+        try:
+            self.downgrade(target=start or "0")
+        except ComposekitError as exc:
+            return None, [f"down sections not checked: {exc.message}"]
+        if _fingerprint(probe, self.ledger.name) == schema_before:
+            return True, []
+        return False, ["after the down sections the schema differs from before the migrations"]
 
     # -- maintenance ---------------------------------------------------------------------------------
     def baseline(self, version: str) -> RunResult:
@@ -502,6 +499,18 @@ class Migrator:
         for a in actions:
             self.progress(a)
         return actions
+
+
+def _throwaway_copy(probe: Any) -> str:
+    """The database ``probe`` is on, refused (:class:`UsageError`) unless it is a rehearsal's
+    throwaway copy: the engine rehearses, and reverts for a rehearsal, nowhere else."""
+    db = str(probe.execute("SELECT current_database()").fetchone()[0])
+    if not db.startswith(REHEARSAL_PREFIX):
+        raise UsageError(
+            f"refusing to rehearse on database {db!r}: it is not a throwaway copy",
+            hint="`composekit rehearse` makes one from a backup and runs this there",
+        )
+    return db
 
 
 def _flush(applier: Applier) -> None:
