@@ -176,7 +176,8 @@ class Rehearsal:
 
 
 class LockSampler:
-    """Looks at ``pg_locks`` for one backend from its own connection while a migration runs."""
+    """Looks at ``pg_locks`` for one backend from its own connection while a migration runs
+    (one sampler per migration: ``with LockSampler(conn, pid) as sampler: …``)."""
 
     def __init__(self, conn: Any, pid: int) -> None:
         self.conn = conn
@@ -186,9 +187,6 @@ class LockSampler:
         self._thread = threading.Thread(target=self._run, daemon=True, name="composekit-locks")
 
     def __enter__(self) -> LockSampler:
-        self._seen.clear()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="composekit-locks")
         self._thread.start()
         return self
 
