@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # the verbs import what they need when they run: `--help` sta
     from composekit.doctor import DoctorReport
     from composekit.flags import Flag, FlagChange
     from composekit.hooks import HookEvent
+    from composekit.k8s import K8sExport
     from composekit.lint import LintReport
     from composekit.migrations import Migrator, PlannedStep, Rehearsal, RunResult, Status
     from composekit.rehearse import RehearseReport
@@ -91,6 +92,33 @@ def vendor(project_dir: Path) -> VendorResult:
     from composekit.vendor import vendor as write_vendor
 
     return write_vendor(project_dir)
+
+
+def export_k8s(
+    settings: Settings,
+    out_dir: Path | None,
+    *,
+    env: str | None = None,
+    external_db: bool = False,
+    registry: str | None = None,
+    storage: str = "10Gi",
+    secret_file: Path | None = None,
+) -> K8sExport:
+    """The project as Kubernetes manifests, written under ``out_dir`` (None: only returned), and
+    the Secret's values to ``secret_file`` (mode 0600) when asked."""
+    from composekit.compose import ComposeProject
+    from composekit.deploy import overlay_for
+    from composekit.k8s import export_k8s as make
+    from composekit.k8s import write_export, write_secret_file
+
+    project = ComposeProject.from_settings(settings, overlay=overlay_for(env))
+    result = make(settings, project, external_db=external_db, registry=registry, storage=storage)
+    if out_dir is not None:
+        result.written = write_export(result, out_dir)
+    if secret_file is not None:
+        write_secret_file(result, secret_file)
+        result.written.append(str(secret_file))
+    return result
 
 
 def status(settings: Settings) -> ProjectStatus:

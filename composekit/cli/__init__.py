@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from composekit.cli import data, deploy, flag, lint, migrate, project, rehearse  # noqa: F401 - they register commands
+from composekit.cli import data, deploy, export, flag, lint, migrate, project, rehearse  # noqa: F401 - they register commands
 from composekit.cli.app import CliContext, app
 
 __all__ = ["app", "main"]
