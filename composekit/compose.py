@@ -230,13 +230,16 @@ class ComposeProject:
         if hc.get("disable") or not test:
             return None
         if isinstance(test, str):
-            return ["/bin/sh", "-c", test]
-        kind, *rest = test
-        if kind == "CMD" and rest:
-            return [str(a) for a in rest]
-        if kind == "CMD-SHELL" and rest:
-            return ["/bin/sh", "-c", str(rest[0])]
-        return None  # NONE
+            argv = ["/bin/sh", "-c", test]
+        else:
+            kind, *rest = test
+            if kind == "CMD" and rest:
+                argv = [str(a) for a in rest]
+            elif kind == "CMD-SHELL" and rest:
+                argv = ["/bin/sh", "-c", str(rest[0])]
+            else:
+                return None  # NONE
+        return [a.replace("$$", "$") for a in argv]  # `config` keeps compose's escape for a $
 
     def replicas(self, service: str) -> int:
         return self.replicas_set(service) or 1

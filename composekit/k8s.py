@@ -38,7 +38,6 @@ NAME = "app.kubernetes.io/name"
 MANAGED = {"app.kubernetes.io/managed-by": "composekit"}
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|_KEY$|^KEY$|DATABASE_URL", re.IGNORECASE)
 CONFIGMAP_LIMIT = 1_000_000  # a ConfigMap holds at most 1 MiB
-INIT_DIR = "/docker-entrypoint-initdb.d"
 PGDATA_MOUNT = "/var/lib/postgresql/data"
 HELM_HOOK = "helm.sh/hook"
 
@@ -156,21 +155,12 @@ def seconds(duration: Any, default: int) -> int:
     return max(1, round(total)) if total else default
 
 
-def _probe(svc: dict[str, Any]) -> dict[str, Any] | None:
+def _probe(ctx: _Context, name: str, svc: dict[str, Any]) -> dict[str, Any] | None:
     """The readiness probe of a compose healthcheck (None: it has none)."""
-    hc = svc.get("healthcheck") or {}
-    test = hc.get("test")
-    if hc.get("disable") or not test:
+    argv = ctx.compose.healthcheck(name)
+    if argv is None:
         return None
-    if isinstance(test, str):
-        argv = ["/bin/sh", "-c", test]
-    elif test[0] == "CMD":
-        argv = [str(a) for a in test[1:]]
-    elif test[0] == "CMD-SHELL":
-        argv = ["/bin/sh", "-c", str(test[1])]
-    else:
-        return None
-    argv = [a.replace("$$", "$") for a in argv]  # compose's escape for a literal $
+    hc = svc["healthcheck"]
     probe: dict[str, Any] = {
         "exec": {"command": argv},
         "periodSeconds": seconds(hc.get("interval"), 30),
@@ -206,6 +196,7 @@ def _resources(svc: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class _Context:
     settings: Settings
+    compose: ComposeProject
     project: str
     secret: str
     secret_values: list[str]
@@ -346,7 +337,7 @@ def _pod(
 ) -> tuple[dict[str, Any], list[Any], list[str]]:
     """(pod template, ConfigMaps, claim names) of a long-running service."""
     container = ctx.container(name, svc)
-    probe = _probe(svc)
+    probe = _probe(ctx, name, svc)
     if probe:
         container["readinessProbe"] = probe
     mounts, volumes, maps, claims = _mounts(ctx, name, svc)
@@ -478,6 +469,7 @@ def export_k8s(
 
     ctx = _Context(
         settings=settings,
+        compose=project,
         project=name,
         secret=f"{name}-env",
         secret_values=[*settings.secrets, *secrets_of_url(settings.database_url)],
