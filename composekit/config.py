@@ -42,6 +42,7 @@ class Layout(StrEnum):
 
 LAYOUTS = tuple(layout.value for layout in Layout)
 MIGRATOR_KINDS = ("auto", "composekit", "opaque", "alembic")
+ENGINES = ("compose", "swarm")
 
 
 class BackupMode(StrEnum):
@@ -77,6 +78,7 @@ class Settings:
     maintenance_services: tuple[str, ...] = ()
     expected_schema: str | None = None  # deploy's verify step compares the schema with this file
     migrator_kind: str = "auto"  # composekit | opaque (a project's own command) | alembic | auto
+    engine: str = "compose"  # [deploy] engine: compose (one host) | swarm (the stack on a swarm)
     rehearse: bool = False  # [deploy] rehearse: every deploy rehearses its migrations first
     max_lock_ms: int = 1000  # [deploy] max_lock_ms: the longest ACCESS EXCLUSIVE a rehearsal allows
     hooks_timeout: float = 60.0  # [hooks] timeout: seconds each hook may run
@@ -182,6 +184,13 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
             "composekit: it runs `composekit migrate up`; alembic: it runs `alembic upgrade` (undo: "
             "alembic downgrade, else a restore); opaque: any other command (its undo is a restore of "
             "the pre-deploy backup); auto: decide from the migrator's command",
+        )
+    if name == "engine" and value not in ENGINES:
+        raise _invalid(
+            origin,
+            f"[deploy] engine = {value!r} from {origin} is not one of {', '.join(ENGINES)}",
+            "compose: docker compose on this host; swarm: the project as a stack on the swarm "
+            "this engine manages",
         )
     if name in ("health_url", "notify_webhook") and value is not None:
         _check_http_url(value, origin, name)
@@ -301,6 +310,7 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
         ("deploy", "expected_schema"): "expected_schema",
         ("deploy", "migrator"): "migrator_kind",
         ("deploy", "rehearse"): "rehearse",
+        ("deploy", "engine"): "engine",
         ("deploy", "max_lock_ms"): "max_lock_ms",
         ("hooks", "timeout"): "hooks_timeout",
     }

@@ -54,7 +54,8 @@ def _scale(value: str, web: str) -> int:
 
 @app.command(
     epilog="Examples:\n\n  composekit deploy --dry-run\n\n  composekit deploy --env staging\n\n"
-    "  composekit deploy --env prod --json --timeout 300\n\n  composekit deploy --scale web=3"
+    "  composekit deploy --env prod --json --timeout 300\n\n  composekit deploy --scale web=3\n\n"
+    "  composekit deploy --engine swarm"
 )
 def deploy(
     ctx: typer.Context,
@@ -95,6 +96,14 @@ def deploy(
             "refuse a failure or an ACCESS EXCLUSIVE lock over [deploy] max_lock_ms (exit 6).",
         ),
     ] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            "--engine",
+            help="compose (this host) | swarm (the stack on the swarm this engine manages); "
+            "default: [deploy] engine, else compose.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Backup → migrate → verify → deploy web (health-gated); undo everything on failure (exit 7)."""
@@ -106,7 +115,7 @@ def deploy(
     c = cli(ctx)
     replicas = _scale(scale, c.settings().web_service) if scale is not None else None
     result = commands.deploy(
-        c.settings(rehearse=True if rehearse else None),
+        c.settings(rehearse=True if rehearse else None, engine=engine),
         env=env,
         timeout=timeout,
         backup_mode=BackupMode.NEVER if no_backup else BackupMode(backup_mode),

@@ -27,12 +27,15 @@ from composekit.deploy.steps import (
     TakeBackup,
     Together,
 )
+from composekit.deploy.swarm import swarm_steps
 from composekit.deploy.verify import Verify
 from composekit.errors import ComposekitError, UndoFailed
 from composekit.hooks import check_hooks
 
 
 def plan_steps(s: DeployState, lock_wait: float) -> list[Step]:
+    if s.settings.engine == "swarm":
+        return swarm_steps(s, lock_wait)
     layout = s.settings.layout
     steps: list[Step] = [Preflight(s), StartDatabase(s), DeployLock(s, lock_wait)]
     steps += hook_steps(s, "pre-deploy")  # before anything changes: a failing one stops it all

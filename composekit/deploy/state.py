@@ -21,6 +21,7 @@ from composekit.journal import Journal
 from composekit.migrations import Source, load_source, pending
 from composekit.progress import Progress
 from composekit.proxy import Proxy
+from composekit.swarm import project_for
 
 OVERLAYS = {"staging": "compose.staging.yaml", "prod": "compose.prod.yaml"}
 
@@ -179,7 +180,7 @@ def new_state(
     """The context of a deploy (or rollback); checks ``--env``. The deadline starts here."""
     deadline = Deadline(timeout)
     overlay = overlay_for(env)
-    project = ComposeProject.from_settings(settings, overlay=overlay)
+    project = project_for(settings, overlay)
     migrator = migrator_kind(settings, project)
     if migrator != "composekit" and not settings.migrations_path.is_dir():
         migrations = False  # the project's own migrator keeps its migrations its own way
@@ -200,7 +201,8 @@ def new_state(
         scale,
         allow_lint,
     )
-    return DeployState(ctx, deadline)
+    # on a swarm, the proxy is the stack's (it finds the web's tasks by DNS: nothing to switch)
+    return DeployState(ctx, deadline, _proxy=False if settings.engine == "swarm" else None)
 
 
 def migrator_kind(settings: Settings, project: ComposeProject) -> str:
