@@ -361,11 +361,11 @@ def _flag_sql(settings: Settings, statements: list[str], env: str | None) -> str
                     hint="check that the database user may create and write tables",
                 ) from exc
         return "" if row is None else str(row[0])
-    from composekit.compose import ComposeProject
     from composekit.dbtarget import DbTarget
     from composekit.deploy import overlay_for
+    from composekit.swarm import project_for
 
-    project = ComposeProject.from_settings(settings, overlay=overlay_for(env))
+    project = project_for(settings, overlay_for(env))
     script = "BEGIN;\n" + ";\n".join(statements) + ";\nCOMMIT;\n"
     return DbTarget.from_settings(settings, project).psql(script=script)
 
@@ -405,14 +405,14 @@ def migrate_verify(settings: Settings, *, progress: Progress = silent) -> Status
 def _status_through_container(settings: Settings, progress: Progress) -> Status | None:
     """The ledger read with psql in the db service's container (None: no Compose project with
     that service here, so there is no container to go through)."""
-    from composekit.compose import ComposeProject
     from composekit.dbtarget import DbTarget
     from composekit.errors import ConfigError
     from composekit.migrations import Status, compare, load_source
+    from composekit.swarm import project_for
 
     source = load_source(settings.migrations_path, settings.migrations_format)
     try:
-        project = ComposeProject.from_settings(settings)
+        project = project_for(settings)
         if settings.db_service not in project.services():
             return None
     except ConfigError:
@@ -633,7 +633,8 @@ def _maintenance_page(
     maintenance page (503, Retry-After) instead of failing requests; then sends to the web again."""
     from composekit.proxy import Proxy
 
-    proxy = Proxy.of(settings, project)
+    # a swarm stack's proxy has no runtime API: with no healthy task it answers 503 by itself
+    proxy = None if settings.engine == "swarm" else Proxy.of(settings, project)
 
     def page(services: list[str], on: bool) -> None:
         if proxy is None or settings.web_service not in services:
@@ -703,10 +704,10 @@ def rollback(
     progress: Progress = silent,
 ) -> HistoryRecord | list[str]:
     """Run (or describe) a rollback of the web to a kept image; the database is not touched."""
-    from composekit.deploy import RunKind, execute, new_state, rollback_steps
+    from composekit.deploy import RunKind, execute, new_state, rollback_plan
 
     s = new_state(settings, env=env, timeout=timeout, progress=progress, kind=RunKind.ROLLBACK)
-    return execute(s, rollback_steps(s, to, lock_wait), kind=RunKind.ROLLBACK, dry_run=dry_run)
+    return execute(s, rollback_plan(s, to, lock_wait), kind=RunKind.ROLLBACK, dry_run=dry_run)
 
 
 def rollback_list(settings: Settings, *, env: str | None = None) -> list[KeptImage]:

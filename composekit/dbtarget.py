@@ -14,6 +14,7 @@ from composekit.compose_errors import translate
 from composekit.config import Settings
 from composekit.errors import DockerError
 from composekit.migrations import Ledger, LedgerRow
+from composekit.swarm import project_for
 
 UTF8 = {"PGCLIENTENCODING": "UTF8"}  # text comes back as UTF-8 whatever the database's encoding
 
@@ -30,7 +31,7 @@ class DbTarget:
 
     @classmethod
     def from_settings(cls, settings: Settings, project: ComposeProject | None = None) -> DbTarget:
-        project = project or ComposeProject.from_settings(settings)
+        project = project or project_for(settings)
         services = project.config().get("services", {})
         if settings.db_service not in services:
             project.require_services(settings.db_service)  # raises, naming the services there are

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from composekit.backup import Backup, list_backups
-from composekit.compose import ComposeProject
 from composekit.config import Settings
 from composekit.dbtarget import DbTarget
 from composekit.deploy import HistoryRecord, read_history, short
@@ -14,6 +13,7 @@ from composekit.errors import ComposekitError
 from composekit.journal import JournalEntry, read_journal
 from composekit.migrations import load_source, pending
 from composekit.proxy import Proxy, ProxyView
+from composekit.swarm import project_for
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,11 @@ class ProjectStatus:
 
 def project_status(settings: Settings) -> ProjectStatus:
     """Reads only. A stopped database is reported as a problem, not raised."""
-    project = ComposeProject.from_settings(settings)
+    project = project_for(settings)
+    swarm = settings.engine == "swarm"
     problems: list[str] = []
     view = None
-    proxy = Proxy.of(settings, project)
+    proxy = None if swarm else Proxy.of(settings, project)  # a stack's finds its tasks by DNS
     if proxy is not None and project.ps([proxy.service], all=False):
         try:
             view = proxy.view()
@@ -82,7 +83,7 @@ def project_status(settings: Settings) -> ProjectStatus:
         ServiceRow(
             s.service, s.name, s.state, s.health, short(s.image_id), traffic(s.service, s.name)
         )
-        for s in project.ps()
+        for s in project.ps(all=not swarm)  # a swarm keeps its ended tasks: not services
     ]
     ledger: str | None = None
     todo: list[str] | None = None

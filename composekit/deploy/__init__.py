@@ -4,7 +4,7 @@ Rooms: ``state`` (what the steps share), ``runner`` (steps run, undone in revers
 ``steps`` / ``verify`` / ``initscripts`` (the steps), ``revert`` (the database back as it was),
 ``web`` (start health-gated, previous image back, kept images), ``lock`` (the deploy lock, also
 taken by restore), ``history`` (typed records), ``run`` (a deploy's steps; running steps) and ``rollback``
-(its steps). :mod:`composekit.commands` puts them together.
+(its steps), ``swarm`` (the same on a Docker Swarm stack). :mod:`composekit.commands` puts them together.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 from composekit.deploy.history import HistoryRecord, RunKind, read_history
 from composekit.deploy.lock import take_deploy_lock
 from composekit.deploy.recover import recover_leftover
-from composekit.deploy.rollback import KeptImage, kept_images, rollback_steps
-from composekit.deploy.run import execute, plan_steps
+from composekit.deploy.rollback import KeptImage, kept_images
+from composekit.deploy.run import execute, plan_steps, rollback_plan
 from composekit.deploy.state import OVERLAYS, migrator_kind, new_state, overlay_for
 from composekit.deploy.web import short
 
@@ -30,7 +30,7 @@ __all__ = [
     "plan_steps",
     "read_history",
     "recover_leftover",
-    "rollback_steps",
+    "rollback_plan",
     "short",
     "take_deploy_lock",
 ]

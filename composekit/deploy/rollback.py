@@ -52,8 +52,8 @@ def kept_images(s: DeployState) -> list[KeptImage]:
     s.web.name = s.project.image_name(s.settings.web_service)
     current = s.project.image_of(s.settings.web_service)
     repo, _ = split_image_name(s.web.name)
-    return [
-        KeptImage(f"{repo}:{tag}", tag, image_id, created, image_id == current)
+    return [  # what runs: an image ID (Compose), or a release's reference (a swarm service)
+        KeptImage(f"{repo}:{tag}", tag, image_id, created, current in (image_id, f"{repo}:{tag}"))
         for tag, image_id, created in s.project.tagged(repo, KEPT_PREFIX)
     ]
 

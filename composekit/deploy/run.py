@@ -11,6 +11,7 @@ from composekit.deploy.history import HistoryRecord, RunKind, record_history
 from composekit.deploy.hooks import after_run, before_run, hook_steps
 from composekit.deploy.initscripts import InitScripts
 from composekit.deploy.rehearsal import Rehearse
+from composekit.deploy.rollback import rollback_steps
 from composekit.deploy.runner import RunReport, Step, run_steps
 from composekit.deploy.state import DeployState
 from composekit.deploy.steps import (
@@ -27,7 +28,7 @@ from composekit.deploy.steps import (
     TakeBackup,
     Together,
 )
-from composekit.deploy.swarm import swarm_steps
+from composekit.deploy.swarm import swarm_rollback_steps, swarm_steps
 from composekit.deploy.verify import Verify
 from composekit.errors import ComposekitError, UndoFailed
 from composekit.hooks import check_hooks
@@ -56,6 +57,12 @@ def plan_steps(s: DeployState, lock_wait: float) -> list[Step]:
         steps += [Verify(s), DeployWeb(s)]  # init-scripts: nothing to migrate
     steps += [Resume(s)] if s.ctx.maintenance else []
     return steps + [Retire(s)] + ([Contract(s)] if layout.runs_migrations else [])
+
+
+def rollback_plan(s: DeployState, to: str | None, lock_wait: float) -> list[Step]:
+    if s.settings.engine == "swarm":
+        return swarm_rollback_steps(s, to, lock_wait)
+    return rollback_steps(s, to, lock_wait)
 
 
 def describe(steps: list[Step]) -> list[str]:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from composekit.deploy.hooks import hook_steps
+from composekit.deploy.rollback import choose, kept_images
 from composekit.deploy.runner import Skipped, Step
 from composekit.deploy.state import DeployState
 from composekit.deploy.steps import (
@@ -43,6 +44,11 @@ def swarm_steps(s: DeployState, lock_wait: float) -> list[Step]:
     steps.append(Together(SwarmBuild(s), TakeBackup(s)))
     steps += [SwarmMigrate(s), Verify(s), *hook_steps(s, "post-migrate"), SwarmWeb(s)]
     return steps + [Contract(s)]
+
+
+def swarm_rollback_steps(s: DeployState, to: str | None, lock_wait: float) -> list[Step]:
+    """Under the deploy lock (the ledger only read), the web back to an earlier release."""
+    return [SwarmPreflight(s), DeployLock(s, lock_wait, check_ledger=False), SwarmRollback(s, to)]
 
 
 def stack(s: DeployState) -> SwarmStack:
@@ -300,3 +306,28 @@ def _version(svc: dict[str, Any] | None) -> int | None:
 def _replicas(svc: dict[str, Any] | None) -> int | None:
     mode = (svc or {}).get("Spec", {}).get("Mode", {}).get("Replicated") or {}
     return int(mode["Replicas"]) if mode.get("Replicas") else None
+
+
+class SwarmRollback(SwarmWeb):
+    """The web back to an earlier release tag (``composekit rollback`` on a swarm): rolled as a
+    deploy rolls it (start-first, health-gated); the database is not touched."""
+
+    def __init__(self, s: DeployState, to: str | None) -> None:
+        super().__init__(s)
+        self.to = to
+        self.changes_nothing = True  # until the service changes
+
+    def describe(self) -> str:
+        what = self.to or "the newest earlier release it does not run now"
+        return f"{self.s.settings.web_service} back to {what}: docker stack deploy start-first, wait until healthy"
+
+    def run(self) -> str | Skipped:
+        p, web = stack(self.s), self.s.settings.web_service
+        target = choose(kept_images(self.s), self.to)
+        self.s.web.previous = p.spec_image(web)
+        self.s.web.new = target.ref
+        if target.running:
+            return Skipped(f"{web} already runs {target.tag}")
+        self.changes_nothing = False
+        p.images[web] = target.ref
+        return super().run()

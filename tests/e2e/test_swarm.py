@@ -191,3 +191,53 @@ def test_swarm_refusals_change_nothing(swarm_app: SwarmApp, tmp_path: Path) -> N
         docker("service", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={app.name}")
         == ""
     )
+
+
+def test_status_rollback_and_restore_work_on_the_stack(swarm_app: SwarmApp) -> None:
+    app = swarm_app
+    toml = app.dir / "composekit.toml"
+    toml.write_text(toml.read_text() + '\n[deploy]\nengine = "swarm"\n')  # every command
+    cli = lambda *a: run_cli("-C", str(app.dir), *a)  # noqa: E731
+    release(app, 1)
+    assert cli("deploy").returncode == 0
+    image1, _ = app.web()
+    release(app, 2)
+    migration(app, "0002_nick.sql", "ALTER TABLE users ADD COLUMN nick text;",
+              "ALTER TABLE users DROP COLUMN nick;")  # fmt: skip
+    r = cli("deploy", "--json")
+    assert r.returncode == 0, r.stderr
+    backup = Path(json.loads(r.stdout)["backup"]).name  # taken before 0002
+    image2, _ = app.web()
+
+    status = json.loads(cli("status", "--json").stdout)
+    assert status["problems"] == [] and status["ledger_version"] == "0002"
+    running = {(s["service"], s["state"], s["health"]) for s in status["services"]}
+    assert running == {("db", "running", "healthy"), ("web", "running", "healthy"),
+                       ("proxy", "running", None)}  # fmt: skip
+
+    # rollback to the release before, then forward again, visitors all along
+    listed = json.loads(cli("rollback", "--list", "--json").stdout)["images"]
+    assert [i["ref"] for i in listed if i["running"]] == [image2]
+    with Traffic(app.ports[0]) as traffic:
+        back = cli("rollback")
+        assert back.returncode == 0, back.stderr
+        assert app.web()[0] == image1 and "Users r1" in app.page()
+        forward = cli("rollback")
+        assert forward.returncode == 0, forward.stderr
+    assert_no_failed(traffic)
+    assert app.web()[0] == image2 and "Users r2" in app.page()
+
+    # restore the backup from before 0002: a safety snapshot first, the web stopped and back
+    r = cli("restore", backup, "--yes")
+    assert r.returncode == 0, r.stderr
+    assert (
+        app.psql("SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations")
+        == "0001"
+    )
+    assert (
+        app.psql("SELECT count(*) FROM information_schema.columns WHERE column_name = 'nick'")
+        == "0"
+    )
+    assert "Users r2" in app.page_soon()
+    assert len(app.web()[1]) == 1  # the web's task count as before
+    assert any(p.name.endswith("pre-restore-snapshot.dump") for p in (app.dir / "backups").iterdir())
