@@ -12,6 +12,8 @@ undo of the web is ``docker service rollback`` (or Swarm's own, when it already 
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
@@ -213,6 +215,7 @@ class SwarmWeb(StateStep):
             if p.health(web) == "healthy":
                 return Skipped(f"{web} already runs {self.s.web.new}")
         self._converge(started, replicas)
+        self._through_proxy(int(proxy["ports"][0]["published"]))
         self._prune()
         return f"{web} on {self.s.web.new}: {replicas} healthy task(s), {st.proxy_service} sends to them"
 
@@ -234,6 +237,28 @@ class SwarmWeb(StateStep):
                     f"{web} did not get {replicas} healthy task(s) on {self.s.web.new} in time"
                 )
             time.sleep(0.5)
+
+    def _through_proxy(self, port: int) -> None:
+        """Wait until the proxy sends to the web: any answer but HAProxy's own 503 (a new proxy
+        finds the tasks by DNS and health-checks them first). Only where the proxy runs on this
+        node: its port is published on the host that runs it."""
+        p, proxy = stack(self.s), self.s.settings.proxy_service
+        if not p.ps([proxy], all=False):
+            return
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5):
+                    return
+            except urllib.error.HTTPError as exc:
+                if exc.code != 503 or b"No server is available" not in exc.read():
+                    return  # the web answered (its own error is its own business)
+            except OSError:
+                pass  # the proxy is still starting
+            if self.s.deadline.expired:
+                raise self._failure(
+                    f"{proxy} does not reach {self.s.settings.web_service} (HTTP 503)"
+                )
+            time.sleep(0.2)
 
     def _failure(self, message: str) -> ComposekitError:
         """The error, with why the newest task of this release ended (its error and log)."""

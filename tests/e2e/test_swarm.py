@@ -5,6 +5,7 @@ requesting the site through the stack's proxy the whole time."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,8 +15,8 @@ import pytest
 
 from composekit.errors import ExitCode
 from composekit.swarm import SwarmStack
-from tests.apps import App, Traffic, fingerprint, migration, release
-from tests.helpers import run_cli
+from tests.apps import App, Traffic, fingerprint, migration, release, wait_for_query
+from tests.helpers import Running, run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -240,4 +241,37 @@ def test_status_rollback_and_restore_work_on_the_stack(swarm_app: SwarmApp) -> N
     )
     assert "Users r2" in app.page_soon()
     assert len(app.web()[1]) == 1  # the web's task count as before
-    assert any(p.name.endswith("pre-restore-snapshot.dump") for p in (app.dir / "backups").iterdir())
+    assert any(
+        p.name.endswith("pre-restore-snapshot.dump") for p in (app.dir / "backups").iterdir()
+    )
+
+
+def test_sigterm_while_the_job_migrates_leaves_the_stack_as_it_was(swarm_app: SwarmApp) -> None:
+    app = swarm_app
+    release(app, 1)
+    assert app.deploy().returncode == 0
+    serving, db = app.web(), fingerprint(app)
+    release(app, 2)
+    migration(app, "0002_slow.sql", "SELECT pg_sleep(20);\nALTER TABLE users ADD COLUMN z int;",
+              "ALTER TABLE users DROP COLUMN z;")  # fmt: skip
+    with Traffic(app.ports[0]) as traffic:
+        run = Running("-C", str(app.dir), "deploy", "--engine", "swarm", "--timeout", "90")
+        wait_for_query(app, "pg_sleep", run.p)  # the job is applying 0002
+        run.signal_group(signal.SIGTERM)  # a CI runner cancelling the job
+        code, err = run.finish()
+    assert code == 128 + signal.SIGTERM, err
+    assert "undone" in err
+    assert_no_failed(traffic)
+    assert app.web() == serving and fingerprint(app) == db
+    assert not docker(
+        "service", "ls", "-q", "--filter", f"label=com.composekit.job={app.name}_migrator"
+    )
+    assert not docker("ps", "-aq", "--filter", f"label=com.composekit.job={app.name}_migrator")
+    # the job's session is gone with it: nothing of 0002 commits later
+    time.sleep(1)
+    assert app.psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' "
+                    "AND pid <> pg_backend_pid()") == "0"  # fmt: skip
+    assert app.deploy().returncode == 0  # and the next deploy applies it
+    assert (
+        app.psql("SELECT count(*) FROM information_schema.columns WHERE column_name = 'z'") == "1"
+    )
