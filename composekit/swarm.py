@@ -503,6 +503,22 @@ class SwarmStack(ComposeProject):
         except proc.CommandFailed as exc:
             raise translate("docker service rollback", exc.stderr, exc.returncode) from exc
 
+    def web_back(self, service: str, previous: str | None, new: str | None) -> str:
+        """After a run that was killed: ``service`` back on ``previous`` ("" if it runs it)."""
+        current = self.spec_image(service)
+        if current == previous or current is None:
+            return ""
+        if previous is None:  # the killed run's first deploy created it
+            self.remove_service(service)
+            return f"removed {service} (the interrupted first deploy created it)"
+        self.rollback(service, timeout=600)
+        if self.spec_image(service) != previous:
+            raise DockerError(
+                f"{self.full(service)} runs {self.spec_image(service)} after a rollback, not {previous}",
+                hint=f"put it back by hand: docker service update --image {previous} {self.full(service)}",
+            )
+        return f"{service} back on {previous} (docker service rollback)"
+
     def remove_service(self, service: str) -> bool:
         r = proc.run(
             [self._docker(), "service", "rm", self.full(service)], timeout=120, check=False

@@ -27,6 +27,7 @@ from composekit.deploy.state import DeployState, Generations, WebImages
 from composekit.deploy.web import point_back, previous_web_back, short
 from composekit.journal import Journal, JournalEntry, composekit_alive, read_journal
 from composekit.restore import side_databases
+from composekit.swarm import SwarmStack
 
 _PARTIAL = re.compile(r"^\..*\.(?P<pid>\d+)\.partial$")
 
@@ -94,6 +95,9 @@ def recover_run(s: DeployState, entry: JournalEntry) -> list[str]:
             done.append(previous_web_back(t))  # nothing old alive (--maintenance)
         elif point_back(t):
             done.append(f"{t.web.name} points at {short(t.web.previous)} again")
+    elif entry.kind in ("deploy", "rollback") and isinstance(s.project, SwarmStack):
+        back = s.project.web_back(st.web_service, t.web.previous, t.web.new)
+        done += [back] if back else []
     elif entry.kind in ("deploy", "rollback") and t.web.name:
         current = s.project.image_of(st.web_service)
         if current is not None and current != (t.web.previous or current):

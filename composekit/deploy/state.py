@@ -101,8 +101,9 @@ class DeployState:
     @property
     def proxy(self) -> Proxy | None:
         """The reverse proxy in front of the web, when the project has one (read once)."""
-        if self._proxy is None:
-            self._proxy = Proxy.of(self.settings, self.project) or False
+        if self._proxy is None:  # a swarm stack's proxy finds the web's tasks by DNS itself
+            swarm = self.settings.engine == "swarm"
+            self._proxy = (not swarm and Proxy.of(self.settings, self.project)) or False
         return self._proxy if isinstance(self._proxy, Proxy) else None
 
     def progress(self, line: str) -> None:
@@ -201,8 +202,7 @@ def new_state(
         scale,
         allow_lint,
     )
-    # on a swarm, the proxy is the stack's (it finds the web's tasks by DNS: nothing to switch)
-    return DeployState(ctx, deadline, _proxy=False if settings.engine == "swarm" else None)
+    return DeployState(ctx, deadline)
 
 
 def migrator_kind(settings: Settings, project: ComposeProject) -> str:

@@ -275,3 +275,29 @@ def test_sigterm_while_the_job_migrates_leaves_the_stack_as_it_was(swarm_app: Sw
     assert (
         app.psql("SELECT count(*) FROM information_schema.columns WHERE column_name = 'z'") == "1"
     )
+
+
+def test_a_deploy_killed_mid_rollout_is_undone_by_recover(swarm_app: SwarmApp) -> None:
+    app = swarm_app
+    release(app, 1)
+    assert app.deploy().returncode == 0
+    (image, _), db = app.web(), fingerprint(app)
+    release(app, 2)
+    migration(app, "0002_nick.sql", "ALTER TABLE users ADD COLUMN nick text;",
+              "ALTER TABLE users DROP COLUMN nick;")  # fmt: skip
+    run = Running("-C", str(app.dir), "deploy", "--engine", "swarm", "--timeout", "90")
+    run.wait_for("web: docker stack deploy")
+    deadline = time.monotonic() + 30
+    while app.web()[0] == image:  # swarm has the new release: the update is under way
+        assert time.monotonic() < deadline, "".join(run.lines)
+        time.sleep(0.1)
+    run.p.send_signal(signal.SIGKILL)
+    run.finish()
+    status = json.loads(run_cli("-C", str(app.dir), "status", "--json",
+                                env={"COMPOSEKIT_ENGINE": "swarm"}).stdout)  # fmt: skip
+    assert any("interrupted" in p for p in status["problems"])
+    r = run_cli("-C", str(app.dir), "recover", env={"COMPOSEKIT_ENGINE": "swarm"})
+    assert r.returncode == 0, r.stderr
+    assert "back on" in r.stdout + r.stderr
+    assert app.web()[0] == image and fingerprint(app) == db
+    assert "Users r1" in app.page_soon()
