@@ -73,6 +73,13 @@ def docker_errors(action: str) -> Iterator[None]:
         raise translate(action, exc.stderr or "", exc.return_code) from exc
 
 
+def exec_flags(env: Mapping[str, str] | None, user: str | None) -> list[str]:
+    """``-e NAME`` for each variable (the value is inherited from our environment, never in
+    argv) and ``--user``: the same for ``docker exec`` and ``docker compose exec``."""
+    flags = [f for key in env or {} for f in ("-e", key)]
+    return flags + (["--user", user] if user else [])
+
+
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 OVERRIDE_FILES = tuple(n.replace(".y", ".override.y") for n in COMPOSE_FILES)
 
@@ -557,12 +564,7 @@ class ComposeProject:
     def _exec_args(
         self, service: str, argv: Sequence[str], env: Mapping[str, str] | None, user: str | None
     ) -> list[str]:
-        args = self.compose_argv("exec", "-T")
-        for key in env or {}:
-            args += ["-e", key]  # value is inherited from our environment, never in argv
-        if user:
-            args += ["--user", user]
-        return args + [service, *argv]
+        return [*self.compose_argv("exec", "-T"), *exec_flags(env, user), service, *argv]
 
     def run(
         self,

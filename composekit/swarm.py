@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from composekit import proc
-from composekit.compose import ComposeProject, ServiceState
+from composekit.compose import ComposeProject, ServiceState, exec_flags
 from composekit.compose_errors import translate
 from composekit.config import Settings
 from composekit.errors import ConfigError, DockerError
@@ -333,12 +333,8 @@ class SwarmStack(ComposeProject):
     def _exec_args(
         self, service: str, argv: Sequence[str], env: Mapping[str, str] | None, user: str | None
     ) -> list[str]:
-        args = [self._docker(), "exec", "-i"]
-        for key in env or {}:
-            args += ["-e", key]  # value is inherited from our environment, never in argv
-        if user:
-            args += ["--user", user]
-        return [*args, self.container_of(service), *argv]
+        flags = exec_flags(env, user)
+        return [self._docker(), "exec", "-i", *flags, self.container_of(service), *argv]
 
     # -- changing the stack --------------------------------------------------------------------
     def stack_file(
