@@ -131,6 +131,7 @@ class ComposeProject:
         self.project_name = project_name
         self.profiles = list(profiles)
         self._config: dict[str, Any] | None = None
+        self._containers: dict[str, str] = {}  # service → its running container (exec's target)
 
     @functools.cached_property
     def client(self) -> Any:
@@ -272,6 +273,7 @@ class ComposeProject:
 
     def remove_containers(self, names: Sequence[str], stop_timeout: int = 10) -> None:
         """Stop (``SIGTERM``, up to ``stop_timeout`` s) then remove these containers, by name."""
+        self._containers.clear()
         for args, timeout in (
             (["stop", "--time", str(stop_timeout)], stop_timeout + 120),
             (["rm", "--force"], 120),
@@ -327,6 +329,7 @@ class ComposeProject:
         python-on-whales): in a session of its own, so a signal sent to composekit's process group
         cannot kill it half-way through an undo; and with a timeout."""
         argv = self.compose_argv(*args) if compose else [self._docker(), *args]
+        self._containers.clear()  # a container may be another one now
         try:
             proc.run(argv, timeout=timeout)
         except proc.CommandFailed as exc:
@@ -564,7 +567,23 @@ class ComposeProject:
     def _exec_args(
         self, service: str, argv: Sequence[str], env: Mapping[str, str] | None, user: str | None
     ) -> list[str]:
-        return [*self.compose_argv("exec", "-T"), *exec_flags(env, user), service, *argv]
+        # `docker exec` into the container, found once per command: ~0.1 s less per call than
+        # `docker compose exec`, which parses the whole project again each time
+        flags = exec_flags(env, user)
+        return [self._docker(), "exec", "-i", *flags, self.container_of(service), *argv]
+
+    def container_of(self, service: str) -> str:
+        """The ID of ``service``'s running container (its first, as ``docker compose exec``
+        picks), remembered until this object changes a container."""
+        if service not in self._containers:
+            running = sorted(self.ps([service], all=False), key=lambda st: st.number)
+            if not running:
+                raise DockerError(
+                    f"docker compose exec {service}: the {service} service is not running",
+                    hint=f"start it: docker compose up -d --wait {service}",
+                )
+            self._containers[service] = running[0].name
+        return self._containers[service]
 
     def run(
         self,

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from composekit import proc
-from composekit.compose import ComposeProject, ServiceState, exec_flags
+from composekit.compose import ComposeProject, ServiceState
 from composekit.compose_errors import translate
 from composekit.config import Settings
 from composekit.errors import ConfigError, DockerError
@@ -309,7 +309,7 @@ class SwarmStack(ComposeProject):
         return self.spec_image(service)
 
     def container_of(self, service: str) -> str:
-        """The running task container of ``service`` on this node."""
+        """The running task container of ``service`` on this node (``exec`` goes there)."""
         ids = self._docker_read(
             ["ps", "--quiet", "--filter", f"label={SERVICE_LABEL}={self.full(service)}"],
             "docker ps",
@@ -329,12 +329,6 @@ class SwarmStack(ComposeProject):
             check=False,
         )
         return r.stdout + r.stderr
-
-    def _exec_args(
-        self, service: str, argv: Sequence[str], env: Mapping[str, str] | None, user: str | None
-    ) -> list[str]:
-        flags = exec_flags(env, user)
-        return [self._docker(), "exec", "-i", *flags, self.container_of(service), *argv]
 
     # -- changing the stack --------------------------------------------------------------------
     def stack_file(

@@ -20,6 +20,7 @@ from composekit.compose import ComposeProject
 from composekit.dbtarget import normalize_schema
 from composekit.images import HAPROXY_IMAGE, POSTGRES_IMAGE, PYTHON_IMAGE
 from composekit.scaffold import scaffold
+from tests.helpers import Running
 
 
 def free_ports(n: int) -> list[int]:
@@ -154,12 +155,17 @@ def migration(app: App, name: str, up: str, down: str) -> None:
     (app.dir / "migrations" / name).write_text(f"-- migrate:up\n{up}\n-- migrate:down\n{down}\n")
 
 
-def wait_for_query(app: App, needle: str, proc: subprocess.Popen[str], limit: float = 90) -> None:
-    """Block until a session runs a query containing ``needle`` (``proc`` must still be running)."""
+def wait_for_query(
+    app: App, needle: str, proc: subprocess.Popen[str] | Running, limit: float = 90
+) -> None:
+    """Block until a session runs a query containing ``needle`` (``proc`` must still be running;
+    a :class:`Running` one's output ends the failure message)."""
+    p = proc.p if isinstance(proc, Running) else proc
     deadline = time.monotonic() + limit
     q = f"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{needle}%' AND pid <> pg_backend_pid()"
     while app.psql(q) == "0":
-        assert time.monotonic() < deadline and proc.poll() is None, f"{needle} never started"
+        said = "".join(proc.lines[-15:]) if isinstance(proc, Running) else ""
+        assert time.monotonic() < deadline and p.poll() is None, f"{needle} never started\n{said}"
         time.sleep(0.3)
 
 

@@ -45,7 +45,7 @@ def test_a_deploy_killed_during_migrate_is_found_and_recovered(make_app) -> None
     release(app, 2)
 
     run = Running("-C", str(app.dir), "deploy", "--timeout", "120")
-    wait_for_query(app, "pg_sleep(60)", run.p)
+    wait_for_query(app, "pg_sleep(60)", run)
     run.p.send_signal(signal.SIGKILL)  # no handler runs: nothing is undone
     run.finish()
     assert migrators(app), "the one-off migrator outlives a killed composekit"
@@ -114,7 +114,7 @@ def test_recover_refuses_while_a_run_holds_the_lock(make_app) -> None:  # type: 
     assert run_cli("-C", str(app.dir), "deploy", "--timeout", "120").returncode == 0
     migration(app, "0002_slow.sql", "SELECT pg_sleep(8);", "SELECT 1;")
     run = Running("-C", str(app.dir), "deploy", "--timeout", "120")
-    wait_for_query(app, "pg_sleep(8)", run.p)
+    wait_for_query(app, "pg_sleep(8)", run)
     assert status(app)["in_progress"] is not None
     r = run_cli("-C", str(app.dir), "recover")
     assert r.returncode == ExitCode.MIGRATION and "the deploy lock is held by" in r.stderr
@@ -158,7 +158,7 @@ def test_recover_restores_the_backup_when_a_migration_has_no_down_section(make_a
     )
     migration(app, "0003_slow.sql", "SELECT pg_sleep(60);", "SELECT 1;")
     run = Running("-C", str(app.dir), "deploy", "--timeout", "120")
-    wait_for_query(app, "pg_sleep(60)", run.p)
+    wait_for_query(app, "pg_sleep(60)", run)
     run.p.send_signal(signal.SIGKILL)
     run.finish()
     assert app.psql("SELECT count(*) FROM schema_migrations WHERE version = '0002'") == "1"

@@ -50,15 +50,15 @@ def test_sigterm_at_each_deploy_step_undoes_everything_and_exits_143(make_app) -
 
     def slow_backup(run: Running) -> None:
         blockers.append(hold_lock_on_users(app, 6))
-        wait_for_query(app, "LOCK users", run.p)
+        wait_for_query(app, "LOCK users", run)
         run.wait_for("build+backup:")
-        wait_for_query(app, "LOCK TABLE public.users", run.p)  # pg_dump, waiting for it
+        wait_for_query(app, "LOCK TABLE public.users", run)  # pg_dump, waiting for it
 
     def slow_migrate(run: Running) -> None:
-        wait_for_query(app, "pg_sleep(30)", run.p)
+        wait_for_query(app, "pg_sleep(30)", run)
 
     def slow_verify(run: Running) -> None:
-        wait_for_query(app, "pg_sleep(7)", run.p)
+        wait_for_query(app, "pg_sleep(7)", run)
 
     def never_healthy_web(run: Running) -> None:
         run.wait_for("new web container(s) beside")
@@ -152,7 +152,7 @@ def test_sigterm_during_backup_leaves_no_partial_file(make_app) -> None:  # type
     before = sorted((app.dir / "backups").glob("*.dump"))  # the first deploy's pre-deploy one
     blocker = hold_lock_on_users(app, 5)
     run = Running("-C", str(app.dir), "backup")
-    wait_for_query(app, "LOCK TABLE public.users", run.p)
+    wait_for_query(app, "LOCK TABLE public.users", run)
     run.signal_group(signal.SIGTERM)
     code, err = run.finish()
     blocker.wait(timeout=30)
@@ -170,9 +170,9 @@ def test_a_second_signal_during_the_undo_does_not_stop_it(make_app) -> None:  # 
     migration(app, "0003_slow.sql", "SELECT pg_sleep(30);", "SELECT 1;")
     release(app, 2)
     run = Running("-C", str(app.dir), "deploy", "--timeout", "120")
-    wait_for_query(app, "pg_sleep(30)", run.p)
+    wait_for_query(app, "pg_sleep(30)", run)
     run.signal_group(signal.SIGTERM)
-    wait_for_query(app, "pg_sleep(5)", run.p)  # the undo: the down section of 0002, under way
+    wait_for_query(app, "pg_sleep(5)", run)  # the undo: the down section of 0002, under way
     run.signal_group(signal.SIGTERM)
     run.signal_group(signal.SIGINT)
     code, err = run.finish()

@@ -256,7 +256,7 @@ def test_sigterm_while_the_job_migrates_leaves_the_stack_as_it_was(swarm_app: Sw
               "ALTER TABLE users DROP COLUMN z;")  # fmt: skip
     with Traffic(app.ports[0]) as traffic:
         run = Running("-C", str(app.dir), "deploy", "--engine", "swarm", "--timeout", "90")
-        wait_for_query(app, "pg_sleep", run.p)  # the job is applying 0002
+        wait_for_query(app, "pg_sleep", run)  # the job is applying 0002
         run.signal_group(signal.SIGTERM)  # a CI runner cancelling the job
         code, err = run.finish()
     assert code == 128 + signal.SIGTERM, err
