@@ -223,13 +223,14 @@ class ComposeProject:
                 return f
         return None
 
-    def config_changed(self, service: str) -> bool:
-        """Whether ``service``'s running containers were created from another configuration than
-        the compose files (and overlay) say now — an environment or port change with the same
-        image still needs the container recreated."""
+    def config_changed(self, service: str, running: Sequence[ServiceState] | None = None) -> bool:
+        """Whether ``service``'s running containers (``running``: as the caller just read them)
+        were created from another configuration than the compose files (and overlay) say now —
+        an environment or port change with the same image still needs the container recreated."""
         out = self._read(self.compose_argv("config", "--hash", service), "docker compose config")
         want = out.split()[-1] if out.split() else ""
-        return any(s.config_hash != want for s in self.ps([service], all=False))
+        states = self.ps([service], all=False) if running is None else running
+        return any(s.config_hash != want for s in states)
 
     def healthcheck(self, service: str) -> list[str] | None:
         """The argv of ``service``'s healthcheck test as it runs in the container, or None."""
@@ -416,6 +417,9 @@ class ComposeProject:
                     started=str(st.get("StartedAt", "")),
                 )
             )
+        for state in sorted(out, key=lambda st: -st.number):  # exec's target, as it is now
+            if state.state == "running":
+                self._containers[state.service] = state.name
         return out
 
     def _read(self, argv: list[str], action: str) -> str:

@@ -351,9 +351,13 @@ class DeployWeb(StateStep):
         web, images = self.s.settings.web_service, self.s.web
         same_image = images.new is not None and images.new == images.previous
         scale = self.s.ctx.scale
-        if same_image and web not in self.s.stopped and not self.s.project.config_changed(web):
-            running = len(self.s.project.ps([web], all=False))
-            if scale is None or scale == running:
+        running = self.s.project.ps([web], all=False) if same_image else []
+        if (
+            same_image
+            and web not in self.s.stopped
+            and not self.s.project.config_changed(web, running)
+        ):
+            if scale is None or scale == len(running):
                 return f"{web} already runs {short(images.new)}: unchanged"
         if self.s.proxy is not None:
             how = roll_out(self.s, scale)
