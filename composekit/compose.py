@@ -464,8 +464,19 @@ class ComposeProject:
         return str(image) if image else f"{cfg.get('name')}-{service}"
 
     def image_id(self, name: str) -> str:
-        with docker_errors(f"docker image inspect {name}"):
-            return str(self.client.image.inspect(name).id)
+        return self._read(
+            [self._docker(), "image", "inspect", "--format", "{{.Id}}", name],
+            f"docker image inspect {name}",
+        ).strip()
+
+    def local_image_id(self, ref: str) -> str | None:
+        """The ID of the image ``ref`` names on this engine (None: there is none)."""
+        r = proc.run(
+            [self._docker(), "image", "inspect", "--format", "{{.Id}}", ref],
+            timeout=60,
+            check=False,
+        )
+        return r.stdout.strip() or None if r.returncode == 0 else None
 
     def tag_image(self, image_id: str, name: str) -> None:
         self._mutate(("tag", image_id, name), timeout=60, compose=False)
@@ -525,11 +536,29 @@ class ComposeProject:
         input: str | None = None,
     ) -> proc.Completed:
         """Run ``argv`` in the running ``service`` container; environment values go by name only."""
-        args = self._exec_args(service, argv, env, user)
-        try:
-            return proc.run(args, timeout=timeout, env=env, check=check, input=input)
-        except proc.CommandFailed as exc:
-            raise translate(f"docker compose exec {service}", exc.stderr, exc.returncode) from exc
+        for attempt in (1, 2):
+            args = self._exec_args(service, argv, env, user)
+            try:
+                r = proc.run(args, timeout=timeout, env=env, check=check, input=input)
+            except proc.CommandFailed as exc:
+                if attempt == 1 and self._stale(service, exc.stderr):
+                    continue
+                raise translate(
+                    f"docker compose exec {service}", exc.stderr, exc.returncode
+                ) from exc
+            if attempt == 1 and not r.ok and self._stale(service, r.stderr):
+                continue
+            return r
+        raise AssertionError("unreachable")
+
+    def _stale(self, service: str, stderr: str) -> bool:
+        """Whether the remembered container of ``service`` is gone (something else recreated
+        it): then it is forgotten, for the caller to look it up again."""
+        low = stderr.lower()
+        gone = "no such container" in low or ("container" in low and "is not running" in low)
+        if gone:
+            self._containers.pop(service, None)
+        return gone
 
     def session(
         self, service: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from composekit.backup import take_backup
+from composekit.buildcontext import built_from, context_fingerprint, record_build
 from composekit.config import BackupMode
 from composekit.deploy.history import RunKind
 from composekit.deploy.lock import take_deploy_lock
@@ -255,13 +256,28 @@ class BuildImages(StateStep):
         services = [st.web_service]
         if st.layout.has_migrator and self.s.project.image_name(st.migrator_service) != web.name:
             services.append(st.migrator_service)
+        project = self.s.project
+        build = project.config().get("services", {}).get(st.web_service, {}).get("build")
+        fp = (
+            context_fingerprint(build, project.local_image_id)
+            if build and len(services) == 1
+            else None
+        )
+        before = built_from(st.project_dir, web.name) if fp else None
+        if before and web.previous and before == (fp, web.previous):
+            if project.local_image_id(web.name) == web.previous:
+                web.new = web.previous
+                return (
+                    f"{web.name} {short(web.new)}: build skipped, its context, Dockerfile, "
+                    "args and base images are those of the running image"
+                )
         # one build per image name: compose labels each build with its service, so building web
         # and a migrator sharing its image gives two IDs and the tag goes to whichever ends last
         # (the web would then be "changed" on every deploy)
-        self.s.project.build(
-            services, timeout=self.s.deadline.remaining(), progress=self.s.progress
-        )
-        web.new = self.s.project.image_id(web.name)
+        project.build(services, timeout=self.s.deadline.remaining(), progress=self.s.progress)
+        web.new = project.image_id(web.name)
+        if fp:
+            record_build(st.project_dir, web.name, fp, web.new)
         return f"{web.name} {short(web.new)} (previous {short(web.previous)})"
 
     def undo(self) -> str:

@@ -126,6 +126,18 @@ def test_a_deploy_with_nothing_to_do_leaves_the_web_alone_and_json_says_so(make_
     assert [s["status"] for s in record["steps"] if s["name"] == "migrate"] == ["skipped"]
     assert [s.name for s in app.project.ps() if s.service == "web"] == container
     assert app.project.exec("web", ["cat", "/proc/1/stat"]).stdout.split()[21] == started
+    build = next(s for s in record["steps"] if s["name"].startswith("build"))
+    assert "build skipped" in build["detail"]  # same context, Dockerfile, args, base image
+
+    # a changed file in the build context: built and rolled out (a skip must never hide it)
+    (app.dir / "backups" / "unrelated.txt").write_text("in .dockerignore: no build for it\n")
+    app_py = app.dir / "app" / "app.py"
+    app_py.write_text(app_py.read_text() + "\n# r2\n")
+    image = web_image(app)
+    r = run_cli("-C", str(app.dir), "deploy", "--timeout", "120", "--json")
+    assert r.returncode == 0, r.stderr
+    build = next(s for s in json.loads(r.stdout)["steps"] if s["name"].startswith("build"))
+    assert "skipped" not in build["detail"].split(";")[0] and web_image(app) != image
 
     # --env adds the overlay (the staging web gets APP_ENV); an unknown one is a usage error
     r = run_cli("-C", str(app.dir), "deploy", "--timeout", "120", "--env", "staging")
