@@ -6,10 +6,13 @@ with the reason.
 
 from __future__ import annotations
 
+import fcntl
 import sys
+import tempfile
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -101,3 +104,41 @@ def compose_factory(docker_engine: None, tmp_path: Path) -> Iterator[Callable[..
             project.down(volumes=True, timeout=2)
         except Exception as exc:  # cleanup must not hide the test's own result
             print(f"cleanup of {project.project_name} failed: {exc}", file=sys.stderr)
+
+
+# -- tests that change the engine itself -------------------------------------------------------
+
+LOCKS = Path(tempfile.gettempdir()) / "composekit-tests"
+
+
+@contextmanager
+def engine(exclusive: bool) -> Iterator[None]:
+    """A readers-writer lock over the Docker engine, across pytest-xdist's worker processes.
+
+    Every end-to-end test holds it shared; a test that changes the engine itself (``docker swarm
+    init``/``leave``: the engine's networks and cluster agent) holds it exclusively, so no other
+    test's Compose project runs while it does. The turnstile makes a waiting writer stop new
+    readers (flock alone would let the other worker's next test start before it)."""
+    LOCKS.mkdir(exist_ok=True)
+    with open(LOCKS / "turnstile", "a+") as turnstile, open(LOCKS / "engine", "a+") as held:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        if not exclusive:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        fcntl.flock(held, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+            if exclusive:
+                fcntl.flock(turnstile, fcntl.LOCK_UN)
+
+
+@pytest.fixture(autouse=True)
+def shares_the_engine(request: pytest.FixtureRequest) -> Iterator[None]:
+    """End-to-end tests share the engine; one that has it to itself (the ``swarm`` fixture,
+    which holds it exclusively for its module) takes nothing more."""
+    if request.node.get_closest_marker("e2e") is None or "swarm" in request.fixturenames:
+        yield
+        return
+    with engine(exclusive=False):
+        yield

@@ -164,7 +164,8 @@ def test_a_second_signal_during_the_undo_does_not_stop_it(make_app) -> None:  # 
     """A CI runner that cancels, then cancels again (or kills the group's children with SIGINT):
     the undo, once begun, finishes; exit 143, the database as it was, the old web serving."""
     app = make_app("migrator")
-    assert run_cli("-C", str(app.dir), "deploy", "--timeout", "120").returncode == 0
+    first = run_cli("-C", str(app.dir), "deploy", "--timeout", "120")
+    assert first.returncode == 0, first.stderr
     good, image = fingerprint(app), web_image(app)
     migration(app, "0002_a.sql", "CREATE TABLE a (id int);", "DROP TABLE a; SELECT pg_sleep(5);")
     migration(app, "0003_slow.sql", "SELECT pg_sleep(30);", "SELECT 1;")
