@@ -536,20 +536,15 @@ class ComposeProject:
         input: str | None = None,
     ) -> proc.Completed:
         """Run ``argv`` in the running ``service`` container; environment values go by name only."""
-        for attempt in (1, 2):
+        args = self._exec_args(service, argv, env, user)
+        r = proc.run(args, timeout=timeout, env=env, check=False, input=input)
+        if not r.ok and self._stale(service, r.stderr) and self.ps([service], all=False):
+            # the remembered container was replaced (by another command): once more, in the new one
             args = self._exec_args(service, argv, env, user)
-            try:
-                r = proc.run(args, timeout=timeout, env=env, check=check, input=input)
-            except proc.CommandFailed as exc:
-                if attempt == 1 and self._stale(service, exc.stderr):
-                    continue
-                raise translate(
-                    f"docker compose exec {service}", exc.stderr, exc.returncode
-                ) from exc
-            if attempt == 1 and not r.ok and self._stale(service, r.stderr):
-                continue
-            return r
-        raise AssertionError("unreachable")
+            r = proc.run(args, timeout=timeout, env=env, check=False, input=input)
+        if check and not r.ok:
+            raise translate(f"docker compose exec {service}", r.stderr, r.returncode)
+        return r
 
     def _stale(self, service: str, stderr: str) -> bool:
         """Whether the remembered container of ``service`` is gone (something else recreated
