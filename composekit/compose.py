@@ -325,7 +325,9 @@ class ComposeProject:
             flags += ["--scale", f"{service}={n}"]
         self._mutate(("up", *flags, *(services or [])), timeout=(wait_timeout or 600) + 120)
 
-    def _mutate(self, args: Sequence[str], *, timeout: float, compose: bool = True) -> None:
+    def _mutate(
+        self, args: Sequence[str], *, timeout: float, compose: bool = True, action: str = ""
+    ) -> None:
         """A command that changes containers or images, through :mod:`composekit.proc` (not
         python-on-whales): in a session of its own, so a signal sent to composekit's process group
         cannot kill it half-way through an undo; and with a timeout."""
@@ -334,7 +336,7 @@ class ComposeProject:
         try:
             proc.run(argv, timeout=timeout)
         except proc.CommandFailed as exc:
-            action = f"docker {'compose ' if compose else ''}{args[0]}"
+            action = action or f"docker {'compose ' if compose else ''}{args[0]}"
             raise translate(action, exc.stderr, exc.returncode) from exc
 
     def build(

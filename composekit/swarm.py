@@ -454,17 +454,11 @@ class SwarmStack(ComposeProject):
 
     def push(self, ref: str, *, timeout: float) -> None:
         """``docker push`` a release, for the swarm's other nodes to pull."""
-        try:
-            proc.run([self._docker(), "push", "--quiet", ref], timeout=timeout)
-        except proc.CommandFailed as exc:
-            raise translate("docker push", exc.stderr, exc.returncode) from exc
+        self._mutate(("push", "--quiet", ref), timeout=timeout, compose=False)
 
     def _update(self, service: str, *args: str, timeout: float = 300) -> None:
-        argv = [self._docker(), "service", "update", "--quiet", *args, self.full(service)]
-        try:
-            proc.run(argv, timeout=timeout)
-        except proc.CommandFailed as exc:
-            raise translate("docker service update", exc.stderr, exc.returncode) from exc
+        argv = ("service", "update", "--quiet", *args, self.full(service))
+        self._mutate(argv, timeout=timeout, compose=False, action="docker service update")
 
     def stop(self, services: Sequence[str]) -> None:
         """Scale each service to 0, its count kept in a label (for :meth:`start`)."""
@@ -487,11 +481,8 @@ class SwarmStack(ComposeProject):
 
     def rollback(self, service: str, *, timeout: float) -> None:
         """``docker service rollback``: the spec the last update replaced, waited for."""
-        argv = [self._docker(), "service", "rollback", "--quiet", self.full(service)]
-        try:
-            proc.run(argv, timeout=timeout)
-        except proc.CommandFailed as exc:
-            raise translate("docker service rollback", exc.stderr, exc.returncode) from exc
+        argv = ("service", "rollback", "--quiet", self.full(service))
+        self._mutate(argv, timeout=timeout, compose=False, action="docker service rollback")
 
     def web_back(self, service: str, previous: str | None, new: str | None) -> str:
         """After a run that was killed: ``service`` back on ``previous`` ("" if it runs it)."""
@@ -526,13 +517,8 @@ class SwarmStack(ComposeProject):
         ).split()  # fmt: skip
         for name in names:
             self._remove_job(name)
-        left = self._docker_read(
-            ["ps", "--all", "--quiet", "--filter", f"label={JOB_LABEL}={self.full(service)}"],
-            "docker ps",
-        ).split()
-        if left:
-            proc.run([self._docker(), "rm", "--force", *left], timeout=120, check=False)
-        return len(names) or len(left)
+        left = self._remove_labelled(f"{JOB_LABEL}={self.full(service)}")
+        return len(names) or left
 
     def run(
         self,
@@ -599,11 +585,16 @@ class SwarmStack(ComposeProject):
     def _remove_job(self, name: str) -> None:
         """The job service and its container (removing a job service leaves an ended one)."""
         proc.run([self._docker(), "service", "rm", name], timeout=120, check=False)
+        self._remove_labelled(f"{SERVICE_LABEL}={name}")
+
+    def _remove_labelled(self, label: str) -> int:
+        """Force-remove every container with ``label`` (``key=value``); how many there were."""
         left = self._docker_read(
-            ["ps", "--all", "--quiet", "--filter", f"label={SERVICE_LABEL}={name}"], "docker ps"
+            ["ps", "--all", "--quiet", "--filter", f"label={label}"], "docker ps"
         ).split()
         if left:
             proc.run([self._docker(), "rm", "--force", *left], timeout=120, check=False)
+        return len(left)
 
     def _follow(
         self, name: str, *, timeout: float, on_line: Callable[[str], None]
