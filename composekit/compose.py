@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 from composekit import proc
 from composekit.compose_errors import translate
 from composekit.errors import ConfigError, DockerError
+from composekit.proc import Later
 
 if TYPE_CHECKING:
     from composekit.config import Settings
@@ -132,6 +133,7 @@ class ComposeProject:
         self.profiles = list(profiles)
         self._config: dict[str, Any] | None = None
         self._containers: dict[str, str] = {}  # service → its running container (exec's target)
+        self._hashes: dict[str, Later[str]] = {}  # service → its config hash, being read
 
     @functools.cached_property
     def client(self) -> Any:
@@ -227,10 +229,27 @@ class ComposeProject:
         """Whether ``service``'s running containers (``running``: as the caller just read them)
         were created from another configuration than the compose files (and overlay) say now —
         an environment or port change with the same image still needs the container recreated."""
-        out = self._read(self.compose_argv("config", "--hash", service), "docker compose config")
-        want = out.split()[-1] if out.split() else ""
+        want = self.config_hash(service)
         states = self.ps([service], all=False) if running is None else running
         return any(s.config_hash != want for s in states)
+
+    def config_hash(self, service: str) -> str:
+        """The hash Compose labels ``service``'s containers with, for the configuration now."""
+        if service not in self._hashes:
+            self.prefetch_config_hash(service)
+        return self._hashes[service].result()
+
+    def prefetch_config_hash(self, service: str) -> None:
+        """Start reading :meth:`config_hash` in the background (``docker compose config --hash``
+        takes 0.05 s: a deploy starts it at preflight and asks at its web step)."""
+
+        def read() -> str:
+            argv = self.compose_argv("config", "--hash", service)
+            out = self._read(argv, "docker compose config").split()
+            return out[-1] if out else ""
+
+        if service not in self._hashes:
+            self._hashes[service] = Later(read)
 
     def healthcheck(self, service: str) -> list[str] | None:
         """The argv of ``service``'s healthcheck test as it runs in the container, or None."""
@@ -388,8 +407,7 @@ class ComposeProject:
     def ps(self, services: Sequence[str] | None = None, all: bool = True) -> list[ServiceState]:
         """The project's containers (of ``services``), read through :mod:`composekit.proc` like
         every call an undo makes: a signal to composekit's process group cannot fail it."""
-        args = ["ps", "--quiet", *(["--all"] if all else []), *(services or [])]
-        ids = self._read(self.compose_argv(*args), "docker compose ps").split()
+        ids = self._read(*self._ps_argv(services, all)).split()
         if not ids:
             return []
         # a container may be gone between the two calls (a one-off that ended): skip it
@@ -406,6 +424,8 @@ class ComposeProject:
         for c in found:
             st = c.get("State") or {}
             labels = c.get("Config", {}).get("Labels") or {}
+            if services and labels.get("com.docker.compose.service") not in services:
+                continue
             out.append(
                 ServiceState(
                     service=labels.get("com.docker.compose.service", ""),
@@ -422,7 +442,23 @@ class ComposeProject:
         for state in sorted(out, key=lambda st: -st.number):  # exec's target, as it is now
             if state.state == "running":
                 self._containers[state.service] = state.name
-        return out
+        return sorted(out, key=lambda st: st.name)  # as `docker compose ps` lists them
+
+    def _ps_argv(self, services: Sequence[str] | None, all: bool) -> tuple[list[str], str]:
+        """How to list the containers' IDs: once the project's name is known, `docker ps` by the
+        labels Compose puts on them (0.01 s, where `docker compose ps` parses the whole project
+        again, 0.06 s, to ask the engine the same); before that, `docker compose ps` (reading the
+        configuration just for the name would cost more than it saves)."""
+        name = self.project_name or (self._config or {}).get("name")
+        if not name:
+            args = ["ps", "--quiet", *(["--all"] if all else []), *(services or [])]
+            return self.compose_argv(*args), "docker compose ps"
+        argv = [self._docker(), "ps", "--quiet", "--no-trunc", *(["--all"] if all else [])]
+        for label in (f"com.docker.compose.project={name}", "com.docker.compose.oneoff=False"):
+            argv += ["--filter", f"label={label}"]
+        if services and len(services) == 1:  # several: the labels are filtered below
+            argv += ["--filter", f"label=com.docker.compose.service={services[0]}"]
+        return argv, "docker ps"
 
     def _read(self, argv: list[str], action: str) -> str:
         try:

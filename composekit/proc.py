@@ -15,17 +15,19 @@ import logging
 import os
 import shlex
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Generic, TypeVar
 
 from composekit.errors import ComposekitError
 from composekit.redact import redact
 from composekit.signals import shielded
 
 log = logging.getLogger("composekit.proc")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,6 @@ def run_tee(
     (``check_argv`` may stop reading early: it is then fed no more). Raises :class:`CommandFailed`
     if ``argv`` fails; the caller judges the check."""
     import hashlib
-    import threading
 
     args, checker = [str(a) for a in argv], [str(a) for a in check_argv]
     log.debug("run_tee: %s | %s", display(args), display(checker))
@@ -438,3 +439,26 @@ class Session:
         except subprocess.TimeoutExpired:
             self._p.kill()
             self._p.wait()
+
+
+class Later(Generic[T]):
+    """``fn()`` running in a thread from now on; :meth:`result` waits for it and returns what it
+    returned, or raises what it raised (a read started early, asked for later)."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], T]) -> None:
+        try:
+            self._value = fn()
+        except BaseException as exc:  # handed to the caller of result()
+            self._error = exc
+
+    def result(self) -> T:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]

@@ -64,6 +64,7 @@ class Preflight(StateStep):
         if st.layout.has_migrator:
             services.append(st.migrator_service)
         self.s.project.config()  # read once, here, before steps run side by side
+        self.s.project.prefetch_config_hash(st.web_service)  # for the web step, meanwhile
         self.s.project.require_services(*services)
         if self.s.proxy is not None:
             check_side_by_side(self.s)

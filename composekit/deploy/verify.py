@@ -21,7 +21,11 @@ class Verify(StateStep):
 
     def run(self) -> str:
         st, target = self.s.settings, self.s.ctx.target
-        self.s.ledger_after = self.s.ledger()
+        ctx = self.s.ctx
+        if self.s.pending() or ctx.opaque or ctx.alembic or self.s.ledger_before is None:
+            self.s.ledger_after = self.s.ledger()
+        else:  # nothing to apply, and the deploy lock keeps other deploys out: as the lock read it
+            self.s.ledger_after = list(self.s.ledger_before)
         later = self.s.after_rollout(self.s.ledger_after or [])  # contract: after the rollout
         missing = (
             []
