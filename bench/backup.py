@@ -88,7 +88,7 @@ def main() -> None:
                 "SELECT pg_size_pretty(pg_database_size('appdb'))",
             ],
         ).stdout.strip()
-        raw_b, ck_b, raw_r, ck_r = [], [], [], []
+        raw_b, ck_b, raw_r, ck_r, raw_d = [], [], [], [], []
         raw_file = work / "raw.dump"
 
         def raw_backup() -> None:
@@ -127,12 +127,24 @@ def main() -> None:
                 stderr=subprocess.DEVNULL,
             )
 
+        def checkpoint() -> None:
+            subprocess.run(
+                exec_argv + ["psql", "-qX", "-U", "app", "-d", "appdb", "-c", "CHECKPOINT"],
+                check=True,
+            )
+
+        def raw_durable() -> None:  # where composekit's restore ends: PostgreSQL 15's DROP
+            raw_restore()  # DATABASE (of the replaced copy) forces a checkpoint
+            checkpoint()
+
         for r in range(args.rounds):
             pairs = [(raw_b, raw_backup), (ck_b, ck_backup)]
             for bucket, fn in pairs if r % 2 == 0 else pairs[::-1]:
+                checkpoint()  # nothing dirty: no run pays to flush the one before it
                 bucket.append(timed(fn))
-            pairs = [(raw_r, raw_restore), (ck_r, ck_restore)]
+            pairs = [(raw_r, raw_restore), (ck_r, ck_restore), (raw_d, raw_durable)]
             for bucket, fn in pairs if r % 2 == 0 else pairs[::-1]:
+                checkpoint()
                 bucket.append(timed(fn))
 
         # the same, in-process, with the progress meter and without it (its cost: a thread that
@@ -194,6 +206,7 @@ def main() -> None:
             [
                 ("raw createdb + pg_restore (baseline)", raw_r),
                 ("composekit restore --no-snapshot", ck_r),
+                ("raw createdb + pg_restore + CHECKPOINT (durable)", raw_d),
             ],
             baseline="raw createdb + pg_restore (baseline)",
         )

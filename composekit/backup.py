@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from composekit import proc
-from composekit.dbtarget import DbTarget
+from composekit.dbtarget import DbState, DbTarget
 from composekit.errors import ComposekitError, DockerError, UsageError, VerifyError
 from composekit.files import finished, private_dir, unfinished, write_private
 from composekit.progress import Meter, Progress, metering, no_meter, silent
@@ -129,15 +129,14 @@ def take_backup(
     name = f"{now.strftime('%Y%m%dT%H%M%S%fZ')}_{_safe_label(label)}"
     final = d / f"{name}{DUMP_SUFFIX}"
     tmp = d / f".{name}{DUMP_SUFFIX}.{os.getpid()}.partial"  # the pid: whose it is, if left
-    state = target.read_state()
-    server = state.server_version
-    ledger = state.ledger[-1].version if state.ledger else None
-    progress(f"pg_dump {target.database} (server {server}) → {final.name}")
+    target.project.container_of(target.service)  # found once, for both
+    reading = proc.Later(target.read_state)  # the manifest's facts, read beside the dump
+    progress(f"pg_dump {target.database} → {final.name}")
     t0 = time.monotonic()
     unfinished(tmp)  # removed on the way out, whatever happens (cli.main)
     try:  # the file is created inside: a signal right after os.open still removes it
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        guess = _size_guess(target, backups_dir, meter)
+        guess = _size_guess(target, backups_dir, meter, reading)
         with (
             os.fdopen(fd, "wb") as out,
             metering(
@@ -169,6 +168,7 @@ def take_backup(
             out.flush()
             os.fsync(out.fileno())
         entries = _listed(listing, tmp)
+        state = reading.result()
         tmp.rename(final)  # published only now: a backup that does not list is never seen
         finished(tmp)
     except BaseException:
@@ -179,8 +179,8 @@ def take_backup(
         name=name,
         path=final,
         database=target.database,
-        server_version=server,
-        ledger_version=ledger,
+        server_version=state.server_version,
+        ledger_version=state.ledger[-1].version if state.ledger else None,
         sha256=digest,
         size=final.stat().st_size,
         duration_s=round(time.monotonic() - t0, 3),
@@ -193,14 +193,19 @@ def take_backup(
         database_props=state.props.to_dict(),
     )
     _write_manifest(backup)
-    progress(f"backup verified: {final.name} ({backup.size} bytes, sha256 {digest[:12]}…)")
+    progress(
+        f"backup verified: {final.name} ({backup.size} bytes, sha256 {digest[:12]}…, "
+        f"server {state.server_version})"
+    )
     if keep is not None:
         for old in prune(d, keep):
             progress(f"removed old backup {old.name} (keeping {keep})")
     return backup
 
 
-def _size_guess(target: DbTarget, backups_dir: Path, meter: Meter) -> int:
+def _size_guess(
+    target: DbTarget, backups_dir: Path, meter: Meter, state: proc.Later[DbState]
+) -> int:
     """How big the dump will be, for the meter: the last backup of this database, else its size
     on disk (a compressed dump is smaller: the meter then reaches 100 % early)."""
     if meter is no_meter:
@@ -212,8 +217,7 @@ def _size_guess(target: DbTarget, backups_dir: Path, meter: Meter) -> int:
     ]
     if mine:
         return max(int(mine[0].size), 1)
-    out = target.psql("SELECT pg_database_size(current_database())").strip()
-    return max(int(out), 1) if out.isdigit() else 1
+    return max(state.result().size, 1)
 
 
 def _dump_error(exc: proc.CommandFailed, target: DbTarget, lock_wait: float) -> ComposekitError:

@@ -74,8 +74,8 @@ class DbTarget:
 
     # -- the ledger: one reader, shared with the engine (Ledger's SQL and parser) ---------------
     def read_state(self, database: str | None = None) -> DbState:
-        """Server version, cluster identity, database-level properties and the ledger (``None``
-        without a ledger table), in one round trip."""
+        """Server version, cluster identity, database-level properties, the ledger (``None``
+        without a ledger table), the cluster's roles and the database's size, in one round trip."""
         ledger = Ledger(self.ledger_table)
         facts = (
             "'server', current_setting('server_version'), "
@@ -84,7 +84,9 @@ class DbTarget:
             "'props', (SELECT json_build_object('comment', shobj_description(d.oid, 'pg_database'), "
             "'acl', d.datacl::text[], 'settings', (SELECT s.setconfig FROM pg_db_role_setting s "
             "WHERE s.setdatabase = d.oid AND s.setrole = 0)) FROM pg_database d "
-            "WHERE d.datname = current_database())"
+            "WHERE d.datname = current_database()), "
+            "'roles', (SELECT json_agg(rolname) FROM pg_roles), "
+            "'size', pg_database_size(current_database())"
         )
         script = (
             f"SELECT to_regclass({quote_literal(ledger.regclass)}) IS NOT NULL AS ck_has \\gset\n"
@@ -101,6 +103,8 @@ class DbTarget:
             data["sysid"] or "",
             DatabaseProps.from_dict(data["props"] or {}),
             None if rows is None else ledger.parse_rows(rows),
+            frozenset(data["roles"] or ()),
+            int(data["size"] or 0),
         )
 
     def roles(self) -> set[str]:
@@ -219,6 +223,8 @@ class DbState:
     system_identifier: str
     props: DatabaseProps
     ledger: list[LedgerRow] | None
+    roles: frozenset[str] = frozenset()  # every role of the cluster
+    size: int = 0  # the database's size on disk, in bytes
 
 
 _LIST_SETTINGS = {

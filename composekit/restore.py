@@ -102,12 +102,13 @@ def restore_backup(
     touching anything if the backup does not verify or comes from elsewhere (unless ``foreign``)."""
     t0 = time.monotonic()
     b = find_backup(backups_dir, name, of=(target.project.name, target.database))
+    progress(f"verifying {b.path.name}")
+    # meanwhile: read the database, check the origin, create the scratch database (a failure
+    # leaves the thread to end by itself: a hash in this process, a --list that reads the TOC)
+    verifying = proc.Later(lambda: verify_backup(target, b))
     here = target.read_state()
     check_origin(b, target, here, foreign)
-    progress(f"verifying {b.path.name}")
-    listing = verify_backup(target, b)
     scratch, _ = side_databases(target.database)
-    progress(f"restoring {b.path.name} into scratch database {scratch}")
     q = quote_ident
     drop_scratch = f"DROP DATABASE IF EXISTS {q(scratch)} WITH (FORCE)"
     stopped: list[str] = []
@@ -119,7 +120,9 @@ def restore_backup(
             f"CREATE DATABASE {q(scratch)} OWNER {q(target.user)}",
             database="postgres",
         )
-        roles = target.roles()
+        listing = verifying.result()  # one that does not verify drops the scratch database again
+        progress(f"restoring {b.path.name} into scratch database {scratch}")
+        roles = set(here.roles)
         missing = sorted(_owners(listing) - roles)
         if missing:
             notes.append(
