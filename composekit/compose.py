@@ -454,8 +454,7 @@ class ComposeProject:
             args = ["ps", "--quiet", *(["--all"] if all else []), *(services or [])]
             return self.compose_argv(*args), "docker compose ps"
         argv = [self._docker(), "ps", "--quiet", "--no-trunc", *(["--all"] if all else [])]
-        for label in (f"com.docker.compose.project={name}", "com.docker.compose.oneoff=False"):
-            argv += ["--filter", f"label={label}"]
+        argv += ["--filter", f"label=com.docker.compose.project={name}"]  # one-offs too, as Compose
         if services and len(services) == 1:  # several: the labels are filtered below
             argv += ["--filter", f"label=com.docker.compose.service={services[0]}"]
         return argv, "docker ps"
@@ -501,19 +500,16 @@ class ComposeProject:
         image = cfg.get("services", {}).get(service, {}).get("image")
         return str(image) if image else f"{cfg.get('name')}-{service}"
 
+    def _inspect_id(self, ref: str) -> list[str]:
+        return [self._docker(), "image", "inspect", "--format", "{{.Id}}", ref]
+
     def image_id(self, name: str) -> str:
-        return self._read(
-            [self._docker(), "image", "inspect", "--format", "{{.Id}}", name],
-            f"docker image inspect {name}",
-        ).strip()
+        """The ID of the image ``name``; its absence (or Docker's) is raised, translated."""
+        return self._read(self._inspect_id(name), f"docker image inspect {name}").strip()
 
     def local_image_id(self, ref: str) -> str | None:
         """The ID of the image ``ref`` names on this engine (None: there is none)."""
-        r = proc.run(
-            [self._docker(), "image", "inspect", "--format", "{{.Id}}", ref],
-            timeout=60,
-            check=False,
-        )
+        r = proc.run(self._inspect_id(ref), timeout=60, check=False)
         return r.stdout.strip() or None if r.returncode == 0 else None
 
     def tag_image(self, image_id: str, name: str) -> None:

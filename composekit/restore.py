@@ -167,6 +167,14 @@ def restore_backup(
                 progress(f"starting {', '.join(stopped)} again")
                 target.project.start(stopped)
                 after_start(stopped)
+    # only now, with the users back: PostgreSQL 15's DROP DATABASE forces a checkpoint, which
+    # writes out the whole restored copy (seconds on a large one) — they need not wait for it
+    _, old = side_databases(target.database)
+    progress(f"dropping the replaced copy {old}")
+    with shielded(reraise=False) as late:  # the restore is done: this finishes too
+        target.psql(f"DROP DATABASE IF EXISTS {quote_ident(old)} WITH (FORCE)", database="postgres")
+    if late:
+        progress("a signal arrived while dropping the replaced copy: it finished first")
     for note in notes:
         progress(f"note: {note}")
     return RestoreReport(  # the restored ledger was read from the scratch database before the swap
@@ -243,8 +251,9 @@ def _owners(listing: str) -> set[str]:
 
 def _swap(target: DbTarget, scratch: str, then: list[str]) -> None:
     """The restored database takes the live one's name, both renames in one transaction (a
-    failure between them cannot leave no database under the live name); then the replaced one is
-    dropped (or by the next restore, if this one is stopped first)."""
+    failure between them cannot leave no database under the live name). The replaced one is
+    dropped by the caller once the users run again (or by the next restore, if this one is
+    killed first)."""
     q = quote_ident
     _, old = side_databases(target.database)
     live = target.database.replace("'", "''")
@@ -255,7 +264,6 @@ def _swap(target: DbTarget, scratch: str, then: list[str]) -> None:
         f"WHERE datname = '{live}' AND pid <> pg_backend_pid()",
         f"ALTER DATABASE {q(target.database)} RENAME TO {q(old)}; "
         f"ALTER DATABASE {q(scratch)} RENAME TO {q(target.database)}",
-        f"DROP DATABASE {q(old)} WITH (FORCE)",
         *then,  # its properties: they belong to the name, which it has only now
         database="postgres",
     )

@@ -463,11 +463,8 @@ class SwarmStack(ComposeProject):
     def stop(self, services: Sequence[str]) -> None:
         """Scale each service to 0, its count kept in a label (for :meth:`start`)."""
         for name in services:
-            svc = self.service(name)
-            replicas = ((svc or {}).get("Spec", {}).get("Mode", {}).get("Replicated") or {}).get(
-                "Replicas"
-            )
-            if svc is None or not replicas:
+            replicas = spec_replicas(self.service(name))
+            if not replicas:
                 continue
             self._update(name, "--replicas", "0", "--label-add", f"{STOPPED_LABEL}={replicas}")
 
@@ -639,3 +636,9 @@ def project_for(settings: Settings, overlay: str | None = None) -> ComposeProjec
     if settings.engine == "swarm":
         return SwarmStack.from_settings(settings, overlay)
     return ComposeProject.from_settings(settings, overlay)
+
+
+def spec_replicas(svc: dict[str, Any] | None) -> int | None:
+    """The replica count a service's spec asks for (None: no such service, 0, or global)."""
+    mode = (svc or {}).get("Spec", {}).get("Mode", {}).get("Replicated") or {}
+    return int(mode["Replicas"]) if mode.get("Replicas") else None

@@ -33,7 +33,7 @@ from composekit.deploy.steps import (
 from composekit.deploy.verify import Verify
 from composekit.deploy.web import KEPT_PREFIX, short, split_image_name
 from composekit.errors import ComposekitError, ConfigError, DockerError, UsageError
-from composekit.swarm import SwarmStack
+from composekit.swarm import SwarmStack, spec_replicas
 
 UPDATE = {"parallelism": 1, "order": "start-first", "failure_action": "rollback", "monitor": "3s"}
 ROLLBACK = {"parallelism": 1, "order": "start-first"}
@@ -196,7 +196,9 @@ class SwarmWeb(StateStep):
         web = st.web_service
         before = p.service(web)
         self.first = before is None
-        replicas = self.s.ctx.scale or p.replicas_set(web) or _replicas(before) or p.replicas(web)
+        replicas = (
+            self.s.ctx.scale or p.replicas_set(web) or spec_replicas(before) or p.replicas(web)
+        )
         spec = p.resolved(web)
         spec.pop("ports", None)  # the proxy publishes the site: two tasks cannot share a host port
         deploy = dict(spec.get("deploy") or {})
@@ -326,11 +328,6 @@ class SwarmWeb(StateStep):
 
 def _version(svc: dict[str, Any] | None) -> int | None:
     return None if svc is None else int(svc.get("Version", {}).get("Index", 0))
-
-
-def _replicas(svc: dict[str, Any] | None) -> int | None:
-    mode = (svc or {}).get("Spec", {}).get("Mode", {}).get("Replicated") or {}
-    return int(mode["Replicas"]) if mode.get("Replicas") else None
 
 
 class SwarmRollback(SwarmWeb):

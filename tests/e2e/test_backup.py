@@ -401,6 +401,11 @@ def test_the_safety_snapshot_is_taken_after_the_writers_stopped(
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["stopped_and_restarted"] == ["web"]
+    # the web is back before the replaced copy is dropped (whose forced checkpoint writes out the
+    # whole restored copy), and the drop still happens
+    err = r.stderr
+    assert err.index("starting web again") < err.index("dropping the replaced copy"), err
+    assert psql(project, "SELECT count(*) FROM pg_database WHERE datname LIKE '%__ck_%'") == "0"
     assert psql(project, "SELECT count(*) FROM goodbyes") == "0"  # the backup's state
     # the snapshot holds the row the web wrote as it stopped for the swap
     snapshot = Path(report["snapshot"]["path"]).name

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from composekit.compose import ComposeProject
+from composekit.compose import ComposeProject, ServiceState
 from composekit.errors import ConfigError, ExitCode
 from composekit.images import PYTHON_IMAGE
 from tests.helpers import run_cli
@@ -45,6 +46,49 @@ def test_up_exec_ps_run_logs_down(compose_factory: Callable[..., ComposeProject]
     assert [s.service for s in project.ps()] == ["web"]  # run --rm left nothing behind
     project.down(volumes=True)
     assert project.ps() == []
+
+
+def test_ps_by_labels_lists_what_docker_compose_ps_lists(
+    compose_factory: Callable[..., ComposeProject],
+) -> None:
+    """``ps`` asks the engine by Compose's labels (0.01 s) instead of ``docker compose ps`` (0.06
+    s): the same containers, with a stopped one, a one-off left behind and a second replica."""
+    project = compose_factory(TWO.replace("  job:", "  idle:\n    image: " + PYTHON_IMAGE
+                                          + "\n    command: ['sleep', '600']\n  job:"))  # fmt: skip
+    project.up(["web", "idle"], wait=True, wait_timeout=60)
+    project.up(["web"], scales={"web": 2}, wait=True, wait_timeout=60)
+    project.stop(["idle"])
+    subprocess.run(project.compose_argv("run", "-d", "job"), check=True, capture_output=True)
+
+    def compose_ps(*args: str) -> set[str]:
+        out = subprocess.run(
+            project.compose_argv("ps", "--quiet", "--no-trunc", *args),
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        return set(out.split())
+
+    def listed(states: list[ServiceState]) -> set[str]:
+        return {s.name for s in states}
+
+    def names(container_ids: set[str]) -> set[str]:
+        if not container_ids:
+            return set()
+        out = subprocess.run(
+            ["docker", "inspect", "--format", "{{.Name}}", *container_ids],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        return {n.lstrip("/") for n in out.split()}
+
+    for args, call in (
+        (("--all",), lambda: project.ps()),
+        ((), lambda: project.ps(all=False)),
+        (("--all", "web"), lambda: project.ps(["web"])),
+        (("--all", "web", "idle"), lambda: project.ps(["web", "idle"])),
+        (("idle",), lambda: project.ps(["idle"], all=False)),
+    ):
+        assert listed(call()) == names(compose_ps(*args)), args
+    assert len(project.ps(["web"])) == 2 and [s.state for s in project.ps(["idle"])] == ["exited"]
+    assert "job" in {s.service for s in project.ps()}  # a one-off left behind is seen (leftovers)
 
 
 def test_broken_compose_file_is_a_config_error(

@@ -46,3 +46,21 @@ def test_a_failing_source_or_a_hang_raise(tmp_path: Path) -> None:
             proc.run_tee(
                 [PY, "-c", "import time; time.sleep(30)"], f, [PY, "-c", "pass"], timeout=1
             )
+
+
+def test_later_runs_beside_the_caller_and_hands_back_its_value_or_error() -> None:
+    import threading
+
+    from composekit.proc import Later
+
+    go = threading.Event()
+    waiting = Later(lambda: go.wait(30) and "read")  # blocks until the caller, running on, says go
+    go.set()
+    assert waiting.result() == "read"
+
+    def fails() -> str:
+        raise proc.CommandFailed(["docker", "compose", "config"], 1, "no such service")
+
+    failing = Later(fails)
+    with pytest.raises(proc.CommandFailed):
+        failing.result()
