@@ -153,7 +153,8 @@ _LEAST: dict[str, tuple[float, str]] = {
     "keep_images": (1, "previous web images kept for rollback (at least 1)"),
     "drain_timeout": (0, "seconds the old web gets to finish its requests (0: do not wait)"),
 }
-_SECRET_KEY = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|_KEY$|^KEY$", re.IGNORECASE)
+SECRET_KEY = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|_KEY$|^KEY$", re.IGNORECASE)
+"""A variable whose name says it holds a secret (its value is masked, kept out of manifests)."""
 _ENV_EXTRA = {"DATABASE_URL": "database_url"}
 
 
@@ -392,4 +393,4 @@ def _known_secrets(project: Path, env_file: str | None, env: Mapping[str, str]) 
             key, sep, value = line.strip().removeprefix("export ").partition("=")
             if sep and not key.startswith("#"):
                 pairs.append((key.strip(), value.strip().strip("'\"")))
-    return tuple(sorted({v for k, v in pairs if v and _SECRET_KEY.search(k)}))
+    return tuple(sorted({v for k, v in pairs if v and SECRET_KEY.search(k)}))

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from composekit.compose import ComposeProject
-from composekit.config import Settings
+from composekit.config import SECRET_KEY, Settings
 from composekit.errors import ConfigError
 
 __all__ = ["K8sExport", "Manifest", "export_k8s", "to_yaml", "write_export", "write_secret_file"]
@@ -36,7 +36,6 @@ __all__ = ["K8sExport", "Manifest", "export_k8s", "to_yaml", "write_export", "wr
 PART_OF = "app.kubernetes.io/part-of"
 NAME = "app.kubernetes.io/name"
 MANAGED = {"app.kubernetes.io/managed-by": "composekit"}
-SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|_KEY$|^KEY$|DATABASE_URL", re.IGNORECASE)
 CONFIGMAP_LIMIT = 1_000_000  # a ConfigMap holds at most 1 MiB
 PGDATA_MOUNT = "/var/lib/postgresql/data"
 HELM_HOOK = "helm.sh/hook"
@@ -215,7 +214,11 @@ class _Context:
 
     def is_secret(self, key: str, value: Any) -> bool:
         text = "" if value is None else str(value)
-        return bool(SECRET_NAME.search(key)) or any(s and s in text for s in self.secret_values)
+        return (
+            bool(SECRET_KEY.search(key))
+            or "DATABASE_URL" in key.upper()
+            or any(s and s in text for s in self.secret_values)
+        )
 
     def env(self, svc: dict[str, Any]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
