@@ -47,6 +47,8 @@ class ServiceState:
     config_hash: str = ""  # Compose's hash of the service configuration it was created from
     number: int = 0  # Compose's container number (web-1, web-2, ...)
     started: str = ""  # when it last started (Docker's StartedAt)
+    check_failing: bool = False  # its latest healthcheck failed (Docker says "unhealthy" only
+    # after `retries` failures in a row: a minute, with the templates' 30 × 2 s)
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -83,6 +85,11 @@ def exec_flags(env: Mapping[str, str] | None, user: str | None) -> list[str]:
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 OVERRIDE_FILES = tuple(n.replace(".y", ".override.y") for n in COMPOSE_FILES)
+
+
+def _last_check_failed(state: Mapping[str, Any]) -> bool:
+    log = (state.get("Health") or {}).get("Log") or []
+    return bool(log) and log[-1].get("ExitCode") != 0
 
 
 def default_files(base: Path) -> list[Path]:
@@ -437,6 +444,7 @@ class ComposeProject:
                     config_hash=labels.get("com.docker.compose.config-hash", ""),
                     number=int(labels.get("com.docker.compose.container-number") or 0),
                     started=str(st.get("StartedAt", "")),
+                    check_failing=_last_check_failed(st),
                 )
             )
         for state in sorted(out, key=lambda st: -st.number):  # exec's target, as it is now

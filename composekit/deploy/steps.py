@@ -369,8 +369,11 @@ class DeployWeb(StateStep):
         same_image = images.new is not None and images.new == images.previous
         scale = self.s.ctx.scale
         running = self.s.project.ps([web], all=False) if same_image else []
+        # nothing new, but a web failing its healthcheck is not left as it is: replaced, gated
+        sick = [st.name for st in running if st.health == "unhealthy" or st.check_failing]
         if (
             same_image
+            and not sick
             and web not in self.s.stopped
             and not self.s.project.config_changed(web, running)
         ):
@@ -379,11 +382,13 @@ class DeployWeb(StateStep):
         if self.s.proxy is not None:
             how = roll_out(self.s, scale)
         else:
-            start_web(self.s)
+            start_web(self.s, force_recreate=bool(sick))
             how = NOT_ZERO_DOWNTIME if images.previous else "started"
         kept = ""
         if images.previous and not same_image:  # so `composekit rollback` can return to it
             kept = f"; previous kept as {keep_image(self.s, images.previous)}"
+        if sick:
+            kept += f"; replaced {', '.join(sick)}, whose healthcheck was failing"
         return f"{web} healthy on {short(images.new)}: {how}{kept}"
 
     def undo(self) -> str:

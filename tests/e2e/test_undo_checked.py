@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -111,6 +112,26 @@ def test_an_opaque_migrator_always_runs_and_its_undo_is_a_restore(make_app) -> N
     assert "nickname" in columns(app)
     record = json.loads(run_cli("-C", str(app.dir), "history", "--json").stdout)["deploys"][-1]
     assert [s["status"] for s in record["steps"] if s["name"] == "migrate"] == ["ok"]
+
+
+def test_a_deploy_with_nothing_to_do_replaces_a_web_failing_its_healthcheck(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app("migrator")
+    assert deploy(app)[0] == 0
+    [sick] = [s.name for s in app.project.ps() if s.service == "web"]
+    # off its network, the web cannot reach the database (nor the proxy it): /healthz fails, but
+    # Docker calls it "unhealthy" only after 30 failed checks in a row (a minute)
+    subprocess.run(["docker", "network", "disconnect", f"{app.project.name}_default", sick],
+                   check=True, capture_output=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not any(s.check_failing for s in app.project.ps(["web"])):
+        assert time.monotonic() < deadline, "the web's healthcheck never failed"
+        time.sleep(0.5)
+    r = run_cli("-C", str(app.dir), "deploy", "--timeout", "120", "--json")
+    assert r.returncode == 0, r.stderr
+    web = next(s for s in json.loads(r.stdout)["steps"] if s["name"] == "web")
+    assert "unchanged" not in web["detail"] and f"replaced {sick}" in web["detail"], web
+    assert sick not in [s.name for s in app.project.ps() if s.service == "web"]
+    assert "<th>" in app.page_soon()  # served again, by a web on its network
 
 
 def test_a_deploy_with_nothing_to_do_leaves_the_web_alone_and_json_says_so(make_app) -> None:  # type: ignore[no-untyped-def]
