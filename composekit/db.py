@@ -73,18 +73,32 @@ def connect(url: str, application_name: str, origin: str = "", timeout: int = 10
             or "timeout" in low
             or "translate host" in low
         ):
-            hint = f"is PostgreSQL running and reachable at that host and port? (URL{src})"
+            hint = "is PostgreSQL running and reachable at that host and port?" + (
+                f" (the URL is from {origin})" if origin else ""
+            )
             problem = "cannot reach the database"
         else:
             hint = f"check the database URL{src}"
             problem = "cannot connect to the database"
         raise DatabaseUnavailable(
-            f"{problem} at {where}: {msg[-1] if msg else exc}", hint=hint
+            f"{problem} at {where}: {_reason(msg) or exc}", hint=hint
         ) from exc
     except psycopg.ProgrammingError as exc:  # malformed conninfo
         raise ConfigError(
             f"invalid database URL {redact(url)}: {redact(str(exc))}", hint="fix the URL"
         ) from exc
+
+
+def _reason(lines: list[str]) -> str:
+    """libpq's own words, without its framing: ``connection to server at "h", port 1 failed:
+    Connection refused`` (then a tab-indented "Is the server running…?", which the hint says
+    better) gives ``Connection refused``."""
+    for line in lines:
+        if "failed:" in line:
+            reason = line.rsplit("failed:", 1)[1].strip()
+            if reason:
+                return reason
+    return next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
 
 
 def who_am_i() -> str:

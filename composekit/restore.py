@@ -310,15 +310,24 @@ def _load_into(
             ):
                 target.project.exec_from_file(target.service, argv, inp, timeout=timeout)
         except proc.CommandFailed as exc:
-            last = (
-                exc.stderr.strip().splitlines()[-1]
-                if exc.stderr.strip()
-                else f"exit {exc.returncode}"
-            )
+            last = load_error(exc.stderr) or f"exit {exc.returncode}"
             raise VerifyError(
                 f"restoring {b.path.name} failed: {last}; the live database {target.database} was not touched",
                 hint="the backup does not load cleanly; use another backup",
             ) from exc
+
+
+def load_error(stderr: str) -> str:
+    """The server's error in what ``pg_restore`` (or ``psql``) printed as it failed — not its last
+    line, which is often the statement it ran, or the caret under the failing character."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for ln in lines:
+        if "ERROR:" in ln:
+            return " ".join(ln[ln.index("ERROR:") :].split())
+    for ln in lines:
+        if ln.startswith("pg_restore: error:"):
+            return ln.removeprefix("pg_restore: error:").strip()
+    return next((ln for ln in reversed(lines) if set(ln) - set("^ ")), "")
 
 
 def restore_phase(target: DbTarget, database: str) -> str:

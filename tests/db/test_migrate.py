@@ -382,6 +382,9 @@ def test_no_password_in_any_output(pg_cluster: PgCluster, db_url: str, tmp_path:
         "postgresql://postgres:Wr0ng-Passw0rd-xyz@127.0.0.1:1/x",
     )
     assert r4.returncode == ExitCode.CONFIG and "cannot reach the database" in r4.stderr
+    # libpq's reason, not its tab-indented afterthought ("Is the server running…?": the hint's job)
+    [line] = [ln for ln in r4.stderr.splitlines() if ln.startswith("error: ")]
+    assert line.endswith("@127.0.0.1:1/x: Connection refused") and "\t" not in r4.stderr, line
     for res in (r, r_json, r2, r3, r4):
         for secret in ("Wr0ng-Passw0rd-xyz", pg_cluster.password):
             assert secret not in res.stdout + res.stderr

@@ -362,6 +362,9 @@ def test_a_restore_that_fails_to_load_leaves_the_live_database_and_no_scratch_co
     r = ck(project, "restore", "--latest", "--yes")
     assert r.returncode == ExitCode.VERIFY, r.stderr
     assert "the live database appdb was not touched" in r.stderr and "Traceback" not in r.stderr
+    # the server's own words, not pg_restore's last line (the statement, or a caret under it)
+    [error] = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+    assert 'failed: ERROR: relation "orders" does not exist;' in error, r.stderr
     assert fingerprint(project) == state
     databases = psql(project, "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database")
     assert databases == "appdb,postgres,template0,template1"  # the scratch copy is gone
