@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job, end to end on this machine: set-up (idempotent), then a stand-in postgres in a
-# throwaway Compose project that runs init-scripts/ on first start, queried, and taken down.
+# The main job, end to end on this machine: set-up (idempotent), then scripts/demo.py scaffolds
+# a migrator-layout project and deploys it (a new migration, a refused and a failed release,
+# rollback, expand/backfill/contract, history), and takes it down (see its docstring).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/bootstrap.sh"
