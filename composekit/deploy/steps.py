@@ -532,12 +532,18 @@ def lint_pending(s: DeployState) -> str:
     report = lint_migrations(todo, config_of(st.lint_disable, st.lint_strict))
     if report.errors and not s.ctx.allow_lint:
         first = report.errors[0]
+        unsafe = (
+            "see `composekit lint`: write it the safe way, make it a contract migration "
+            "(-- composekit:phase contract) if the old release must be gone first, allow it "
+            "with a reason (-- composekit:allow RULE because …), or deploy with --allow-lint"
+        )
         raise VerifyError(
             f"lint: {len(report.errors)} error(s) in the pending migrations; the first: "
             f"{Path(first.path).name}:{first.line} {first.rule}: {first.message}",
-            hint="see `composekit lint`: write it the safe way, make it a contract migration "
-            "(-- composekit:phase contract) if the old release must be gone first, allow it "
-            "with a reason (-- composekit:allow RULE because …), or deploy with --allow-lint",
+            # SQL PostgreSQL cannot parse fails on the server too: only fixing it helps
+            hint="fix the SQL at that line (`composekit lint` shows every error)"
+            if first.rule == "syntax-error"
+            else unsafe,
             details=[f"{Path(f.path).name}:{f.line} {f.rule}: {f.message}" for f in report.errors],
         )
     if st.layout.web_migrates and s.after_rollout():

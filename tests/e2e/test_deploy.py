@@ -98,6 +98,7 @@ def test_migrator_deploys_and_undoes_every_kind_of_failure(make_app) -> None:  #
         "lint: 1 error(s) in the pending migrations; the first: 0003_broken.sql:2 syntax-error"
         in r.stderr
     )
+    assert "fix: fix the SQL at that line" in r.stderr and "--allow-lint" not in r.stderr
     assert fingerprint(app) == good and web_image(app) == image
     r = deploy(app, "--allow-lint")  # and if it runs anyway, the server's error is undone
     assert r.returncode == ExitCode.DEPLOY_UNDONE, r.stderr
