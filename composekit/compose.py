@@ -22,7 +22,6 @@ from typing import IO, TYPE_CHECKING, Any
 from composekit import proc
 from composekit.compose_errors import translate
 from composekit.errors import ConfigError, DockerError
-from composekit.proc import Later
 
 if TYPE_CHECKING:
     from composekit.config import Settings
@@ -140,7 +139,7 @@ class ComposeProject:
         self.profiles = list(profiles)
         self._config: dict[str, Any] | None = None
         self._containers: dict[str, str] = {}  # service → its running container (exec's target)
-        self._hashes: dict[str, Later[str]] = {}  # service → its config hash, being read
+        self._hashes: dict[str, proc.Later[str]] = {}  # service → its config hash, being read
 
     @functools.cached_property
     def client(self) -> Any:
@@ -256,7 +255,7 @@ class ComposeProject:
             return out[-1] if out else ""
 
         if service not in self._hashes:
-            self._hashes[service] = Later(read)
+            self._hashes[service] = proc.Later(read)
 
     def healthcheck(self, service: str) -> list[str] | None:
         """The argv of ``service``'s healthcheck test as it runs in the container, or None."""

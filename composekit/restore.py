@@ -108,7 +108,7 @@ def restore_backup(
     verifying = proc.Later(lambda: verify_backup(target, b))
     here = target.read_state()
     check_origin(b, target, here, foreign)
-    scratch, _ = side_databases(target.database)
+    scratch, old = side_databases(target.database)
     q = quote_ident
     drop_scratch = f"DROP DATABASE IF EXISTS {q(scratch)} WITH (FORCE)"
     stopped: list[str] = []
@@ -169,7 +169,6 @@ def restore_backup(
                 after_start(stopped)
     # only now, with the users back: PostgreSQL 15's DROP DATABASE forces a checkpoint, which
     # writes out the whole restored copy (seconds on a large one) — they need not wait for it
-    _, old = side_databases(target.database)
     progress(f"dropping the replaced copy {old}")
     with shielded(reraise=False) as late:  # the restore is done: this finishes too
         target.psql(f"DROP DATABASE IF EXISTS {quote_ident(old)} WITH (FORCE)", database="postgres")

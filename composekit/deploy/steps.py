@@ -384,12 +384,11 @@ class DeployWeb(StateStep):
         else:
             start_web(self.s, force_recreate=bool(sick))
             how = NOT_ZERO_DOWNTIME if images.previous else "started"
-        kept = ""
         if images.previous and not same_image:  # so `composekit rollback` can return to it
-            kept = f"; previous kept as {keep_image(self.s, images.previous)}"
+            how += f"; previous kept as {keep_image(self.s, images.previous)}"
         if sick:
-            kept += f"; replaced {', '.join(sick)}, whose healthcheck was failing"
-        return f"{web} healthy on {short(images.new)}: {how}{kept}"
+            how += f"; replaced {', '.join(sick)}, whose healthcheck was failing"
+        return f"{web} healthy on {short(images.new)}: {how}"
 
     def undo(self) -> str:
         if self.s.proxy is not None:
