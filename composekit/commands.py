@@ -551,7 +551,7 @@ def restore(
     services a deploy's undo stops. ``confirm`` is asked first (None: already confirmed)."""
     from composekit.backup import find_backup
     from composekit.dbtarget import DbTarget
-    from composekit.deploy import new_state, recover_leftover, take_deploy_lock
+    from composekit.deploy import take_deploy_lock
     from composekit.errors import ComposekitError
     from composekit.hooks import HookEvent, check_hooks, run_hook
     from composekit.journal import Journal, read_journal
@@ -566,7 +566,9 @@ def restore(
     with ExitStack() as lock:  # never under a running deploy (nor one starting meanwhile)
         take_deploy_lock(target, lock, lock_wait, progress)
         leftover = read_journal(settings.project_dir)
-        if leftover is not None:  # a run was killed: its undo first
+        if leftover is not None:  # a run was killed: its undo first (the deploy machinery)
+            from composekit.deploy import new_state, recover_leftover
+
             s = new_state(
                 settings,
                 env=None,

@@ -25,14 +25,17 @@ from __future__ import annotations
 
 import socket
 import time
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from composekit.compose import ComposeProject
 from composekit.config import Settings
 from composekit.deadline import Deadline
 from composekit.errors import DockerError
+
+if TYPE_CHECKING:
+    import urllib.request
 
 ADMIN_PORT = 9999
 BACKEND = "web"
@@ -277,6 +280,8 @@ class Proxy:
             raise DockerError(
                 f"the proxy has no slot for {host}", hint="composekit sets one before it probes"
             )
+        import urllib.request  # only a deploy through the proxy probes: not worth every command's start
+
         return urllib.request.Request(f"http://{self.public()}{path}", headers={PROBE_HEADER: slot})
 
 

@@ -9,13 +9,31 @@ taken by restore), ``history`` (typed records), ``run`` (a deploy's steps; runni
 
 from __future__ import annotations
 
-from composekit.deploy.history import HistoryRecord, RunKind, read_history
-from composekit.deploy.lock import take_deploy_lock
-from composekit.deploy.recover import recover_leftover
-from composekit.deploy.rollback import KeptImage, kept_images
-from composekit.deploy.run import execute, plan_steps, rollback_plan
-from composekit.deploy.state import OVERLAYS, migrator_kind, new_state, overlay_for
-from composekit.deploy.web import short
+from typing import TYPE_CHECKING
+
+from composekit.lazy import exports
+
+if TYPE_CHECKING:  # the same names, for the type checker; at run time __getattr__ imports each
+    from composekit.deploy.history import HistoryRecord, RunKind, read_history
+    from composekit.deploy.lock import take_deploy_lock
+    from composekit.deploy.recover import recover_leftover
+    from composekit.deploy.rollback import KeptImage, kept_images
+    from composekit.deploy.run import execute, plan_steps, rollback_plan
+    from composekit.deploy.state import OVERLAYS, migrator_kind, new_state, overlay_for
+    from composekit.deploy.web import short
+
+__getattr__ = exports(
+    __name__,
+    {
+        "history": "HistoryRecord RunKind read_history",
+        "lock": "take_deploy_lock",
+        "recover": "recover_leftover",
+        "rollback": "KeptImage kept_images",
+        "run": "execute plan_steps rollback_plan",
+        "state": "OVERLAYS migrator_kind new_state overlay_for",
+        "web": "short",
+    },
+)
 
 __all__ = [
     "OVERLAYS",

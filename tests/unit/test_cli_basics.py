@@ -24,6 +24,37 @@ def test_help_lists_examples_and_does_not_import_heavy_modules() -> None:
     assert "HEAVY [] 0" in r.stdout
 
 
+def test_package_names_load_on_first_use() -> None:
+    """``composekit.deploy`` and ``composekit.migrations`` name their API without importing it:
+    a restore or a backup does not pay for the deploy machinery (about 0.1 s at every start)."""
+    code = (
+        "import sys\n"
+        "from composekit import deploy, migrations\n"
+        "from composekit.deploy import take_deploy_lock\n"
+        "from composekit.migrations import Ledger\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('composekit.deploy.', "
+        "'composekit.migrations.')))\n"
+        "print('LOADED', loaded)\n"
+        "for pkg in (deploy, migrations):\n"
+        "    for name in pkg.__all__:\n"
+        "        getattr(pkg, name)\n"
+        "print('ALL', 'composekit.deploy.recover' in sys.modules, migrations.Migrator.__module__)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    loaded = r.stdout.splitlines()[0]
+    assert "composekit.deploy.lock" in loaded and "composekit.migrations.ledger" in loaded
+    for heavy in ("deploy.recover", "deploy.run", "deploy.state", "migrations.runner"):
+        assert f"composekit.{heavy}'" not in loaded, loaded
+    assert r.stdout.splitlines()[1] == "ALL True composekit.migrations.runner"
+    bad = subprocess.run(
+        [sys.executable, "-c", "import composekit.deploy as d; d.no_such_name"],
+        capture_output=True,
+        text=True,
+    )
+    assert "AttributeError: module 'composekit.deploy' has no attribute 'no_such_name'" in bad.stderr
+
+
 def test_usage_error_exits_2_without_traceback() -> None:
     r = run_cli("doctor", "--no-such-flag")
     assert r.returncode == 2
