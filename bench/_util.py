@@ -22,12 +22,19 @@ def timed(fn: Callable[[], object], repeat: int) -> list[float]:
 
 
 def report(title: str, rows: list[tuple[str, list[float]]], baseline: str) -> None:
-    base = statistics.median(dict(rows)[baseline])
+    """Median, best and the ratio of medians to ``baseline``'s; and, where every row has one
+    sample per round, the median of the per-round ratios ("paired"): a round's runs sit side by
+    side in time, so a slow spell of the machine weighs on both sides of each ratio."""
+    base_samples = dict(rows)[baseline]
+    base = statistics.median(base_samples)
     print(f"\n{title}")
-    print(f"{'what':42} {'median':>9} {'min':>9} {'ratio':>7}")
+    print(f"{'what':42} {'median':>9} {'min':>9} {'ratio':>7} {'paired':>7}")
     for name, samples in rows:
         med = statistics.median(samples)
-        print(f"{name:42} {med:8.3f}s {min(samples):8.3f}s {med / base:6.2f}x")
+        paired = ""
+        if len(samples) == len(base_samples):
+            paired = f"{statistics.median(s / b for s, b in zip(samples, base_samples, strict=True)):6.2f}x"
+        print(f"{name:42} {med:8.3f}s {min(samples):8.3f}s {med / base:6.2f}x {paired:>7}")
 
 
 def scaffolded_app(prefix: str) -> tuple[Path, str, Path, ComposeProject, int]:

@@ -462,3 +462,8 @@ class Later(Generic[T]):
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]
+
+    def failed(self) -> bool:
+        """Waits for it; True when it raised."""
+        self._thread.join()
+        return self._error is not None

@@ -12,7 +12,9 @@ path drops the scratch copy and starts what it stopped.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,10 +29,12 @@ from composekit.backup import (
     take_backup,
     verify_backup,
 )
-from composekit.dbtarget import DatabaseProps, DbState, DbTarget, quote_ident, quote_literal
-from composekit.errors import VerifyError
+from composekit.dbtarget import DatabaseProps, DbState, DbTarget, quote_ident
+from composekit.errors import ComposekitError, DockerError, VerifyError
 from composekit.progress import Meter, Progress, metering, no_meter, silent
 from composekit.signals import shielded
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -103,24 +107,27 @@ def restore_backup(
     t0 = time.monotonic()
     b = find_backup(backups_dir, name, of=(target.project.name, target.database))
     progress(f"verifying {b.path.name}")
-    # meanwhile: read the database, check the origin, create the scratch database (a failure
-    # leaves the thread to end by itself: a hash in this process, a --list that reads the TOC)
+    # all at once: verify the archive, create the scratch database, read the live one and check
+    # the origin (a verify that fails leaves its thread to end by itself: a hash in this process,
+    # a --list that reads the TOC; anything that fails drops the scratch database again)
     verifying = proc.Later(lambda: verify_backup(target, b))
-    here = target.read_state()
-    check_origin(b, target, here, foreign)
     scratch, old = side_databases(target.database)
     q = quote_ident
-    drop_scratch = f"DROP DATABASE IF EXISTS {q(scratch)} WITH (FORCE)"
+    creating = proc.Later(
+        lambda: target.psql(
+            f"DROP DATABASE IF EXISTS {q(scratch)} WITH (FORCE)",
+            f"CREATE DATABASE {q(scratch)} OWNER {q(target.user)}",
+            database="postgres",
+        )
+    )
     stopped: list[str] = []
     snap = changes = None
     notes: list[str] = []
     try:
-        target.psql(
-            drop_scratch,
-            f"CREATE DATABASE {q(scratch)} OWNER {q(target.user)}",
-            database="postgres",
-        )
-        listing = verifying.result()  # one that does not verify drops the scratch database again
+        here = target.read_state()
+        check_origin(b, target, here, foreign)
+        creating.result()
+        listing = verifying.result()
         progress(f"restoring {b.path.name} into scratch database {scratch}")
         roles = set(here.roles)
         missing = sorted(_owners(listing) - roles)
@@ -159,7 +166,8 @@ def restore_backup(
             progress("a signal arrived during the swap: too late to stop, the restore is done")
     except BaseException:
         with shielded():  # a signal while cleaning up must not leave a full copy of the data
-            _drop_scratch(target, scratch)
+            if not creating.failed():  # one that failed (the database is down, say) made none
+                _drop_scratch(target, scratch)
         raise
     finally:
         if stopped:
@@ -296,7 +304,7 @@ def _load_into(
         argv = ["pg_restore", "--exit-on-error"]
         argv += [] if keep_owners else ["--no-owner", "--role", target.user]
         argv += ["-U", target.user, "-d", database]
-    with open(b.path, "rb") as inp:
+    with open(b.path, "rb") as inp, LoadWatch(target, database) as watch:
         # the child reads our open file: its offset (shared) is how far the restore has come
         where = inp.fileno()
         try:
@@ -305,7 +313,8 @@ def _load_into(
                 f"restoring {b.path.name}",
                 b.path.stat().st_size,
                 lambda: os.lseek(where, 0, os.SEEK_CUR),
-                phase=lambda: restore_phase(target, database),
+                phase=lambda: watch.phase,
+                phase_every=1,
             ):
                 target.project.exec_from_file(target.service, argv, inp, timeout=timeout)
         except proc.CommandFailed as exc:
@@ -314,6 +323,65 @@ def _load_into(
                 f"restoring {b.path.name} failed: {last}; the live database {target.database} was not touched",
                 hint="the backup does not load cleanly; use another backup",
             ) from exc
+
+
+class LoadWatch:
+    """What ``pg_restore`` is doing in ``database``, looked at twice a second from a psql session
+    of its own (a round trip, not a ``docker exec``, per look): its phase, for the meter — and,
+    once the data is in and the indexes are being built, one ``CHECKPOINT``. The table files the
+    data phase wrote are then flushed while the server sorts (CPU), not at the end, where
+    PostgreSQL 15's ``DROP DATABASE`` of the replaced copy forces a checkpoint and waits for it
+    (a second or more on a large restore). A look that fails only leaves the meter without a
+    phase; a role that may not checkpoint only loses the head start."""
+
+    QUERY = (
+        "SELECT upper(translate(left(query, 200), E'\\n\\r\\t|', '    ')) FROM pg_stat_activity "
+        "WHERE datname = %s AND application_name = 'pg_restore' AND state = 'active'"
+    )
+
+    def __init__(self, target: DbTarget, database: str, every: float = 0.5) -> None:
+        self.target, self.database, self.every = target, database, every
+        self.phase = ""
+        self.seen: list[str] = []  # each phase as it began
+        self.checkpointed = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> LoadWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # not waited for when it is inside its CHECKPOINT: the next step's own wait (the drop's
+        # checkpoint) finds it done or nearly, and the session ends with it
+        self._stop.set()
+        self._thread.join(timeout=1)
+
+    def _watch(self) -> None:
+        try:
+            session = self.target.session("composekit restore watch")
+        except ComposekitError:
+            return
+        loaded = False  # the data phase was seen
+        try:
+            while not self._stop.wait(self.every):
+                row = session.execute(self.QUERY, [self.database]).fetchone()
+                self.phase = phase_of(row[0] if row else "")
+                if self.phase and self.seen[-1:] != [self.phase]:
+                    self.seen.append(self.phase)
+                loaded = loaded or self.phase == "data"
+                if loaded and self.phase in ("indexes", "constraints") and not self.checkpointed:
+                    self.checkpointed = True
+                    log.debug("pg_restore builds %s: checkpoint", self.phase)
+                    try:
+                        session.execute("CHECKPOINT", timeout=3600)
+                        log.debug("checkpoint done")
+                    except DockerError as exc:  # e.g. a role without pg_checkpoint: no head start
+                        log.debug("no early checkpoint: %s", exc.message)
+        except ComposekitError as exc:
+            log.debug("restore watch ended: %s", exc.message)
+        finally:
+            session.close()
 
 
 def load_error(stderr: str) -> str:
@@ -329,18 +397,13 @@ def load_error(stderr: str) -> str:
     return next((ln for ln in reversed(lines) if set(ln) - set("^ ")), "")
 
 
-def restore_phase(target: DbTarget, database: str) -> str:
-    """What ``pg_restore`` is doing in ``database`` now: ``data``, ``indexes``, ``constraints``
-    or ``schema`` (its session's query, read from ``pg_stat_activity``)."""
-    query = target.psql(
-        "SELECT left(query, 40) FROM pg_stat_activity WHERE datname = "
-        f"{quote_literal(database)} AND application_name = 'pg_restore' AND state = 'active'",
-        database="postgres",
-        timeout=10,
-    ).upper()
+def phase_of(query: str) -> str:
+    """What ``pg_restore`` is doing, from the query it runs: ``data``, ``indexes``,
+    ``constraints`` or ``schema`` ("" when it runs none)."""
+    query = query.upper()
+    # (an ALTER TABLE without ADD CONSTRAINT is schema: … OWNER TO, … ALTER COLUMN … SET DEFAULT)
     for word, phase in (("COPY ", "data"), ("CREATE INDEX", "indexes"),
-                        ("CREATE UNIQUE INDEX", "indexes"), ("ADD CONSTRAINT", "constraints"),
-                        ("ALTER TABLE", "constraints")):  # fmt: skip
+                        ("CREATE UNIQUE INDEX", "indexes"), ("ADD CONSTRAINT", "constraints")):  # fmt: skip
         if word in query:
             return phase
     return "schema" if query.strip() else ""

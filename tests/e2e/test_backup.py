@@ -288,6 +288,8 @@ def test_restore_knows_where_a_backup_came_from_and_keeps_what_the_database_held
     assert r.returncode == ExitCode.VERIFY, r.stderr
     assert f"is a backup of database appdb of project {other.project_name}" in r.stderr
     assert "--foreign" in r.stderr and fingerprint(project) == state
+    databases = "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database"
+    assert psql(project, databases) == "appdb,postgres,template0,template1"  # no scratch copy
     r = ck(project, "restore", str(theirs), "--yes", "--foreign")
     assert r.returncode == 0, r.stderr
     tables = "SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = 'public'"
@@ -518,6 +520,44 @@ def test_backup_and_restore_as_a_library(seeded: ComposeProject) -> None:
     report = restore_backup(target, settings.backups_path, b.path.name, stop_services=["web"])
     assert report.ledger_version == "0002" and report.snapshot is not None
     assert report.stopped == ["web"] and fingerprint(project) == before
+
+
+def test_a_restore_flushes_its_data_while_the_indexes_build(seeded: ComposeProject) -> None:
+    """The restore's watch sees pg_restore's phases from its own psql session and, once the data
+    is in and an index is being built, asks for the checkpoint the end would otherwise wait for."""
+    from composekit.config import load_settings
+    from composekit.dbtarget import DbTarget
+    from composekit.restore import LoadWatch
+
+    project = seeded
+    psql(
+        project,
+        "CREATE TABLE events (id bigint, tag text); "
+        "INSERT INTO events SELECT g, md5(g::text) FROM generate_series(1, 600000) g; "
+        "CREATE INDEX events_tag ON events (tag)",
+    )
+    r = ck(project, "backup", "--json")
+    assert r.returncode == 0, r.stderr
+    dump = Path(json.loads(r.stdout)["path"])
+    target = DbTarget.from_settings(load_settings(project.project_dir))
+    target.psql("CREATE DATABASE watched", database="postgres")
+    done = "SELECT checkpoints_req FROM pg_stat_bgwriter"
+    before = int(target.psql(done))
+    with open(dump, "rb") as archive, LoadWatch(target, "watched", every=0.05) as watch:
+        target.project.exec_from_file(
+            "db", ["pg_restore", "--exit-on-error", "-U", "app", "-d", "watched"], archive,
+            timeout=300,
+        )  # fmt: skip
+    assert watch.seen[:1] == ["schema"] and "data" in watch.seen, watch.seen
+    assert watch.seen.index("indexes") > watch.seen.index("data"), watch.seen
+    assert watch.checkpointed
+    for _ in range(100):  # asked for as the index build began: done by now, or nearly
+        if int(target.psql(done)) > before:
+            break
+        time.sleep(0.1)
+    assert int(target.psql(done)) > before
+    count = "SELECT count(*) FROM events"
+    assert target.psql(count, database="watched") == "600000" == target.psql(count)
 
 
 def test_backup_and_restore_show_how_far_they_are_on_a_terminal_in_ci_logs_and_as_json(

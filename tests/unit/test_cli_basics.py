@@ -52,7 +52,9 @@ def test_package_names_load_on_first_use() -> None:
         capture_output=True,
         text=True,
     )
-    assert "AttributeError: module 'composekit.deploy' has no attribute 'no_such_name'" in bad.stderr
+    assert (
+        "AttributeError: module 'composekit.deploy' has no attribute 'no_such_name'" in bad.stderr
+    )
 
 
 def test_usage_error_exits_2_without_traceback() -> None:
