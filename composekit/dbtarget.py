@@ -254,9 +254,7 @@ class PsqlSession:
         self.session = session
         self.rows: list[tuple[Any, ...]] = []
 
-    def execute(
-        self, sql: str, params: list[Any] | None = None, *, timeout: float = 30
-    ) -> PsqlSession:
+    def execute(self, sql: str, params: list[Any] | None = None) -> PsqlSession:
         for value in params or []:
             literal = str(value) if isinstance(value, int) else quote_literal(str(value))
             sql = sql.replace("%s", literal, 1)
@@ -265,7 +263,7 @@ class PsqlSession:
         try:
             self.session.send(sql.rstrip().rstrip(";") + ";")
             self.session.send(f"\\echo {self.END}")
-            while (line := self.session.read_line(timeout=timeout)) != self.END:
+            while (line := self.session.read_line()) != self.END:
                 self.rows.append(tuple({"t": True, "f": False}.get(v, v) for v in line.split("|")))
         except proc.CommandFailed as exc:  # the session ended: Docker or the db container is down
             raise translate("docker compose exec psql", exc.stderr, exc.returncode) from exc
@@ -278,8 +276,8 @@ class PsqlSession:
     def fetchone(self) -> tuple[Any, ...] | None:
         return self.rows[0] if self.rows else None
 
-    def close(self, timeout: float = 10) -> None:
-        self.session.close(timeout=timeout)
+    def close(self) -> None:
+        self.session.close()
 
 
 def normalize_schema(text: str) -> str:

@@ -30,7 +30,7 @@ from composekit.backup import (
     verify_backup,
 )
 from composekit.dbtarget import DatabaseProps, DbState, DbTarget, quote_ident
-from composekit.errors import ComposekitError, DockerError, VerifyError
+from composekit.errors import ComposekitError, VerifyError
 from composekit.progress import Meter, Progress, metering, no_meter, silent
 from composekit.signals import shielded
 
@@ -326,24 +326,19 @@ def _load_into(
 
 
 class LoadWatch:
-    """What ``pg_restore`` is doing in ``database``, looked at twice a second from a psql session
-    of its own (a round trip, not a ``docker exec``, per look): its phase, for the meter — and,
-    once the data is in and the indexes are being built, one ``CHECKPOINT``. The table files the
-    data phase wrote are then flushed while the server sorts (CPU), not at the end, where
-    PostgreSQL 15's ``DROP DATABASE`` of the replaced copy forces a checkpoint and waits for it
-    (a second or more on a large restore). A look that fails only leaves the meter without a
-    phase; a role that may not checkpoint only loses the head start."""
+    """What ``pg_restore`` is doing in ``database`` — its phase, for the meter — looked at every
+    ``every`` seconds from a psql session of its own: a round trip per look, not a
+    ``docker exec``. A look that fails leaves the meter without a phase."""
 
     QUERY = (
         "SELECT upper(translate(left(query, 200), E'\\n\\r\\t|', '    ')) FROM pg_stat_activity "
         "WHERE datname = %s AND application_name = 'pg_restore' AND state = 'active'"
     )
 
-    def __init__(self, target: DbTarget, database: str, every: float = 0.5) -> None:
+    def __init__(self, target: DbTarget, database: str, every: float = 1.0) -> None:
         self.target, self.database, self.every = target, database, every
         self.phase = ""
         self.seen: list[str] = []  # each phase as it began
-        self.checkpointed = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -352,32 +347,20 @@ class LoadWatch:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        # not waited for when it is inside its CHECKPOINT: the next step's own wait (the drop's
-        # checkpoint) finds it done or nearly, and the session ends with it
         self._stop.set()
-        self._thread.join(timeout=1)
+        self._thread.join(timeout=5)
 
     def _watch(self) -> None:
         try:
             session = self.target.session("composekit restore watch")
         except ComposekitError:
             return
-        loaded = False  # the data phase was seen
         try:
             while not self._stop.wait(self.every):
                 row = session.execute(self.QUERY, [self.database]).fetchone()
                 self.phase = phase_of(row[0] if row else "")
                 if self.phase and self.seen[-1:] != [self.phase]:
                     self.seen.append(self.phase)
-                loaded = loaded or self.phase == "data"
-                if loaded and self.phase in ("indexes", "constraints") and not self.checkpointed:
-                    self.checkpointed = True
-                    log.debug("pg_restore builds %s: checkpoint", self.phase)
-                    try:
-                        session.execute("CHECKPOINT", timeout=3600)
-                        log.debug("checkpoint done")
-                    except DockerError as exc:  # e.g. a role without pg_checkpoint: no head start
-                        log.debug("no early checkpoint: %s", exc.message)
         except ComposekitError as exc:
             log.debug("restore watch ended: %s", exc.message)
         finally:

@@ -522,9 +522,9 @@ def test_backup_and_restore_as_a_library(seeded: ComposeProject) -> None:
     assert report.stopped == ["web"] and fingerprint(project) == before
 
 
-def test_a_restore_flushes_its_data_while_the_indexes_build(seeded: ComposeProject) -> None:
-    """The restore's watch sees pg_restore's phases from its own psql session and, once the data
-    is in and an index is being built, asks for the checkpoint the end would otherwise wait for."""
+def test_a_restore_names_its_phases_from_its_own_session(seeded: ComposeProject) -> None:
+    """The restore's watch reads pg_restore's query from a psql session of its own: the schema
+    (too quick to be seen, often), then the data, then the index build."""
     from composekit.config import load_settings
     from composekit.dbtarget import DbTarget
     from composekit.restore import LoadWatch
@@ -533,7 +533,7 @@ def test_a_restore_flushes_its_data_while_the_indexes_build(seeded: ComposeProje
     psql(
         project,
         "CREATE TABLE events (id bigint, tag text); "
-        "INSERT INTO events SELECT g, md5(g::text) FROM generate_series(1, 600000) g; "
+        "INSERT INTO events SELECT g, md5(g::text) FROM generate_series(1, 400000) g; "
         "CREATE INDEX events_tag ON events (tag)",
     )
     r = ck(project, "backup", "--json")
@@ -541,23 +541,15 @@ def test_a_restore_flushes_its_data_while_the_indexes_build(seeded: ComposeProje
     dump = Path(json.loads(r.stdout)["path"])
     target = DbTarget.from_settings(load_settings(project.project_dir))
     target.psql("CREATE DATABASE watched", database="postgres")
-    done = "SELECT checkpoints_req FROM pg_stat_bgwriter"
-    before = int(target.psql(done))
     with open(dump, "rb") as archive, LoadWatch(target, "watched", every=0.05) as watch:
         target.project.exec_from_file(
             "db", ["pg_restore", "--exit-on-error", "-U", "app", "-d", "watched"], archive,
             timeout=300,
         )  # fmt: skip
-    assert watch.seen[:1] == ["schema"] and "data" in watch.seen, watch.seen
-    assert watch.seen.index("indexes") > watch.seen.index("data"), watch.seen
-    assert watch.checkpointed
-    for _ in range(100):  # asked for as the index build began: done by now, or nearly
-        if int(target.psql(done)) > before:
-            break
-        time.sleep(0.1)
-    assert int(target.psql(done)) > before
+    assert "data" in watch.seen and set(watch.seen[: watch.seen.index("data")]) <= {"schema"}
+    assert "indexes" in watch.seen[watch.seen.index("data") :], watch.seen
     count = "SELECT count(*) FROM events"
-    assert target.psql(count, database="watched") == "600000" == target.psql(count)
+    assert target.psql(count, database="watched") == "400000" == target.psql(count)
 
 
 def test_backup_and_restore_show_how_far_they_are_on_a_terminal_in_ci_logs_and_as_json(

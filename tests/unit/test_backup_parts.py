@@ -67,3 +67,21 @@ def test_database_properties_become_statements_for_the_restored_name() -> None:
     ]
     assert notes == ["no role gone here: its c on the database not granted"]
     assert DatabaseProps().to_sql("appdb", set())[0][-1] == 'COMMENT ON DATABASE "appdb" IS NULL'
+
+
+def test_restore_phase_from_pg_restores_query() -> None:
+    from composekit.restore import phase_of
+
+    assert phase_of("COPY public.orders (id, total) FROM stdin;") == "data"
+    assert phase_of("CREATE INDEX orders_total ON public.orders USING btree (total);") == "indexes"
+    assert phase_of("CREATE UNIQUE INDEX u ON public.users (email);") == "indexes"
+    pkey = "ALTER TABLE ONLY public.users     ADD CONSTRAINT users_pkey PRIMARY KEY (id);"
+    assert phase_of(pkey) == "constraints"
+    # the schema section alters tables too: an owner, a column default
+    assert phase_of("ALTER TABLE public.users OWNER TO app;") == "schema"
+    assert (
+        phase_of("ALTER TABLE ONLY public.users ALTER COLUMN id SET DEFAULT nextval(…);")
+        == "schema"
+    )
+    assert phase_of("CREATE TABLE public.users (id integer);") == "schema"
+    assert phase_of("") == "" and phase_of("   ") == ""
