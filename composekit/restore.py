@@ -304,7 +304,8 @@ def _load_into(
         argv = ["pg_restore", "--exit-on-error"]
         argv += [] if keep_owners else ["--no-owner", "--role", target.user]
         argv += ["-U", target.user, "-d", database]
-    with open(b.path, "rb") as inp, LoadWatch(target, database) as watch:
+    watch = LoadWatch(target, database, every=0 if meter is no_meter else 1.0)  # 0: none shown
+    with open(b.path, "rb") as inp, watch:
         # the child reads our open file: its offset (shared) is how far the restore has come
         where = inp.fileno()
         try:
@@ -327,8 +328,8 @@ def _load_into(
 
 class LoadWatch:
     """What ``pg_restore`` is doing in ``database`` — its phase, for the meter — looked at every
-    ``every`` seconds from a psql session of its own: a round trip per look, not a
-    ``docker exec``. A look that fails leaves the meter without a phase."""
+    ``every`` seconds (0: not at all, no meter shows it) from a psql session of its own: a round
+    trip per look, not a ``docker exec``. A look that fails leaves the meter without a phase."""
 
     QUERY = (
         "SELECT upper(translate(left(query, 200), E'\\n\\r\\t|', '    ')) FROM pg_stat_activity "
@@ -343,12 +344,14 @@ class LoadWatch:
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
     def __enter__(self) -> LoadWatch:
-        self._thread.start()
+        if self.every > 0:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
     def _watch(self) -> None:
         try:
