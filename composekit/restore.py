@@ -12,9 +12,7 @@ path drops the scratch copy and starts what it stopped.
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,12 +27,10 @@ from composekit.backup import (
     take_backup,
     verify_backup,
 )
-from composekit.dbtarget import DatabaseProps, DbState, DbTarget, quote_ident
-from composekit.errors import ComposekitError, VerifyError
+from composekit.dbtarget import DatabaseProps, DbState, DbTarget, PsqlSession, quote_ident
+from composekit.errors import VerifyError
 from composekit.progress import Meter, Progress, metering, no_meter, silent
 from composekit.signals import shielded
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -304,8 +300,7 @@ def _load_into(
         argv = ["pg_restore", "--exit-on-error"]
         argv += [] if keep_owners else ["--no-owner", "--role", target.user]
         argv += ["-U", target.user, "-d", database]
-    watch = LoadWatch(target, database, every=0 if meter is no_meter else 1.0)  # 0: none shown
-    with open(b.path, "rb") as inp, watch:
+    with open(b.path, "rb") as inp, LoadWatch(target, database) as watch:
         # the child reads our open file: its offset (shared) is how far the restore has come
         where = inp.fileno()
         try:
@@ -314,7 +309,7 @@ def _load_into(
                 f"restoring {b.path.name}",
                 b.path.stat().st_size,
                 lambda: os.lseek(where, 0, os.SEEK_CUR),
-                phase=lambda: watch.phase,
+                phase=watch.look,
                 phase_every=1,
             ):
                 target.project.exec_from_file(target.service, argv, inp, timeout=timeout)
@@ -327,47 +322,36 @@ def _load_into(
 
 
 class LoadWatch:
-    """What ``pg_restore`` is doing in ``database`` — its phase, for the meter — looked at every
-    ``every`` seconds (0: not at all, no meter shows it) from a psql session of its own: a round
-    trip per look, not a ``docker exec``. A look that fails leaves the meter without a phase."""
+    """What ``pg_restore`` is doing in ``database`` — its phase, for the meter, which calls
+    :meth:`look` from its own thread — read from a psql session of its own, opened at the first
+    look (none without a meter): a round trip per look, not a ``docker exec``."""
 
     QUERY = (
         "SELECT upper(translate(left(query, 200), E'\\n\\r\\t|', '    ')) FROM pg_stat_activity "
         "WHERE datname = %s AND application_name = 'pg_restore' AND state = 'active'"
     )
 
-    def __init__(self, target: DbTarget, database: str, every: float = 1.0) -> None:
-        self.target, self.database, self.every = target, database, every
-        self.phase = ""
+    def __init__(self, target: DbTarget, database: str) -> None:
+        self.target, self.database = target, database
         self.seen: list[str] = []  # each phase as it began
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._session: PsqlSession | None = None
 
     def __enter__(self) -> LoadWatch:
-        if self.every > 0:
-            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        if self._session is not None:
+            self._session.close()
 
-    def _watch(self) -> None:
-        try:
-            session = self.target.session("composekit restore watch")
-        except ComposekitError:
-            return
-        try:
-            while not self._stop.wait(self.every):
-                row = session.execute(self.QUERY, [self.database]).fetchone()
-                self.phase = phase_of(row[0] if row else "")
-                if self.phase and self.seen[-1:] != [self.phase]:
-                    self.seen.append(self.phase)
-        except ComposekitError as exc:
-            log.debug("restore watch ended: %s", exc.message)
-        finally:
-            session.close()
+    def look(self) -> str:
+        """The phase now; raises what the session raises (the meter then shows none)."""
+        if self._session is None:
+            self._session = self.target.session("composekit restore watch")
+        row = self._session.execute(self.QUERY, [self.database]).fetchone()
+        phase = phase_of(row[0] if row else "")
+        if phase and self.seen[-1:] != [phase]:
+            self.seen.append(phase)
+        return phase
 
 
 def load_error(stderr: str) -> str:

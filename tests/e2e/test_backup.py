@@ -527,6 +527,7 @@ def test_a_restore_names_its_phases_from_its_own_session(seeded: ComposeProject)
     (too quick to be seen, often), then the data, then the index build."""
     from composekit.config import load_settings
     from composekit.dbtarget import DbTarget
+    from composekit.progress import PHASE, metering
     from composekit.restore import LoadWatch
 
     project = seeded
@@ -541,13 +542,20 @@ def test_a_restore_names_its_phases_from_its_own_session(seeded: ComposeProject)
     dump = Path(json.loads(r.stdout)["path"])
     target = DbTarget.from_settings(load_settings(project.project_dir))
     target.psql("CREATE DATABASE watched", database="postgres")
-    with open(dump, "rb") as archive, LoadWatch(target, "watched", every=0.05) as watch:
+    shown: list[str] = []  # what a meter is told, looking every 0.05 s
+    with (
+        open(dump, "rb") as archive,
+        LoadWatch(target, "watched") as watch,
+        metering(lambda what, done, total: shown.append(what), "restoring", 2, lambda: 1,
+                 every=0.05, phase=watch.look, phase_every=0.05),
+    ):  # fmt: skip
         target.project.exec_from_file(
             "db", ["pg_restore", "--exit-on-error", "-U", "app", "-d", "watched"], archive,
             timeout=300,
         )  # fmt: skip
     assert "data" in watch.seen and set(watch.seen[: watch.seen.index("data")]) <= {"schema"}
     assert "indexes" in watch.seen[watch.seen.index("data") :], watch.seen
+    assert f"restoring{PHASE}data" in shown, shown  # the meter is told what the watch saw
     count = "SELECT count(*) FROM events"
     assert target.psql(count, database="watched") == "400000" == target.psql(count)
 
