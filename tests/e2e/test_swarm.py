@@ -86,12 +86,6 @@ def swarm_app(swarm: None, tmp_path: Path) -> Iterator[SwarmApp]:
         app.close()
 
 
-def assert_no_failed(traffic: Traffic) -> None:
-    failed = traffic.failed()
-    assert not failed, f"{len(failed)} failed request(s): {failed[:3]}"
-    assert traffic.rate() >= 20, f"only {traffic.rate():.0f} requests/s"
-
-
 def test_an_engine_outside_a_swarm_is_refused_in_one_line(make_app) -> None:
     # before the module's swarm fixture: this engine is in no swarm
     assert docker("info", "--format", "{{.Swarm.LocalNodeState}}") != "active"
@@ -126,7 +120,7 @@ def test_a_release_rolls_through_the_stack_and_failures_undo_it(swarm_app: Swarm
     with Traffic(app.ports[0]) as traffic:
         r = app.deploy()
     assert r.returncode == 0, r.stderr
-    assert_no_failed(traffic)
+    traffic.assert_clean()
     assert traffic.first_start("Users r2") is not None, "the new release never served"
     assert "migrator | … applied 0002_nick" in r.stderr  # the job's own output, streamed
     assert app.psql("SELECT count(*) FROM schema_migrations WHERE version = '0002'") == "1"
@@ -150,7 +144,7 @@ def test_a_release_rolls_through_the_stack_and_failures_undo_it(swarm_app: Swarm
         r = app.deploy()
     assert r.returncode == ExitCode.DEPLOY_UNDONE, r.stderr
     assert "0003" in r.stderr and "nope" in r.stderr
-    assert_no_failed(traffic)
+    traffic.assert_clean()
     assert app.web() == serving and fingerprint(app) == db
     (app.dir / "migrations" / "0003_bad.sql").unlink()
 
@@ -168,7 +162,7 @@ def test_a_release_rolls_through_the_stack_and_failures_undo_it(swarm_app: Swarm
         r = app.deploy(timeout="20")
     assert r.returncode == ExitCode.DEPLOY_UNDONE, r.stderr
     assert "rollback" in r.stderr
-    assert_no_failed(traffic)
+    traffic.assert_clean()
     assert app.web()[0] == serving[0] and fingerprint(app) == db
     assert "Users r2" in app.page()
 
@@ -182,7 +176,7 @@ def test_a_release_rolls_through_the_stack_and_failures_undo_it(swarm_app: Swarm
         r = app.deploy(timeout="60")
     assert r.returncode == ExitCode.DEPLOY_UNDONE, r.stderr
     assert "boom" in r.stderr, r.stderr
-    assert_no_failed(traffic)
+    traffic.assert_clean()
     assert app.web()[0] == serving[0] and fingerprint(app) == db
 
 
@@ -230,7 +224,7 @@ def test_status_rollback_and_restore_work_on_the_stack(swarm_app: SwarmApp) -> N
         assert app.web()[0] == image1 and "Users r1" in app.page()
         forward = cli("rollback")
         assert forward.returncode == 0, forward.stderr
-    assert_no_failed(traffic)
+    traffic.assert_clean()
     assert app.web()[0] == image2 and "Users r2" in app.page()
 
     # restore the backup from before 0002: a safety snapshot first, the web stopped and back
@@ -266,7 +260,7 @@ def test_sigterm_while_the_job_migrates_leaves_the_stack_as_it_was(swarm_app: Sw
         code, err = run.finish()
     assert code == 128 + signal.SIGTERM, err
     assert "undone" in err
-    assert_no_failed(traffic)
+    traffic.assert_clean()
     assert app.web() == serving and fingerprint(app) == db
     assert not docker(
         "service", "ls", "-q", "--filter", f"label=com.composekit.job={app.name}_migrator"

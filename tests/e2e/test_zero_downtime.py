@@ -35,12 +35,6 @@ def docker_health(app: App) -> list[str | None]:
     return [s.health for s in app.project.ps(["web"])]
 
 
-def assert_no_failed(traffic: Traffic) -> None:
-    failed = traffic.failed()
-    assert not failed, f"{len(failed)} failed request(s): {failed[:3]}"
-    assert traffic.rate() >= 20, f"only {traffic.rate():.0f} requests/s"
-
-
 def test_deploy_rollback_and_failed_deploys_drop_no_request(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app("migrator")
     slow_endpoint(app)
@@ -55,7 +49,7 @@ def test_deploy_rollback_and_failed_deploys_drop_no_request(make_app) -> None:  
     with Traffic(app.ports[0], slow=True) as traffic:
         r = deploy(app)
     assert r.returncode == 0, r.stderr
-    assert_no_failed(traffic)
+    traffic.assert_clean()
     # the switch came after every visit the old release answered started, and before the first
     # one the new answered started: a slow request started before the one and still running
     # after the other was in flight at the switch
@@ -80,7 +74,7 @@ def test_deploy_rollback_and_failed_deploys_drop_no_request(make_app) -> None:  
         assert "Users r1" in app.page()
         forward = run_cli("-C", str(app.dir), "rollback", "--timeout", "60")
         assert forward.returncode == 0, forward.stderr
-    assert_no_failed(traffic)
+    traffic.assert_clean()
     assert "Users r2" in app.page() and len(web_containers(app)) == 1
 
     # a failing migration: the old web never stops, the database is as it was
@@ -90,7 +84,7 @@ def test_deploy_rollback_and_failed_deploys_drop_no_request(make_app) -> None:  
     with Traffic(app.ports[0]) as traffic:
         r = deploy(app)
     assert r.returncode == ExitCode.DEPLOY_UNDONE, r.stderr
-    assert_no_failed(traffic)
+    traffic.assert_clean()
     assert web_containers(app) == serving and fingerprint(app) == db
     (app.dir / "migrations" / "0003_bad.sql").unlink()
 
@@ -107,7 +101,7 @@ def test_deploy_rollback_and_failed_deploys_drop_no_request(make_app) -> None:  
         with Traffic(app.ports[0]) as traffic:
             r = run_cli("-C", str(app.dir), "deploy", "--timeout", timeout)
         assert r.returncode == ExitCode.DEPLOY_UNDONE, r.stderr
-        assert_no_failed(traffic)
+        traffic.assert_clean()
         assert web_containers(app) == serving, "the new containers must be removed"
         assert "Users r3" not in app.page()
     assert "boom" in r.stderr or "healthy" in r.stderr
@@ -123,7 +117,7 @@ def test_scale_sigterm_and_maintenance_behind_the_proxy(make_app) -> None:  # ty
     with Traffic(app.ports[0]) as traffic:
         r = deploy(app, "--scale", "web=3")
     assert r.returncode == 0, r.stderr
-    assert_no_failed(traffic)
+    traffic.assert_clean()
     assert [st for _, st, _ in web_containers(app)] == ["running"] * 3
     assert len({img for _, _, img in web_containers(app)}) == 1
     status = json.loads(run_cli("-C", str(app.dir), "status", "--json").stdout)
@@ -131,7 +125,7 @@ def test_scale_sigterm_and_maintenance_behind_the_proxy(make_app) -> None:  # ty
     release(app, 3)
     with Traffic(app.ports[0]) as traffic:
         assert deploy(app).returncode == 0
-    assert_no_failed(traffic)
+    traffic.assert_clean()
     assert len(web_containers(app)) == 3 and "Users r3" in app.page()
 
     # SIGTERM while the new generation starts: one generation serves afterwards, the old one
@@ -143,7 +137,7 @@ def test_scale_sigterm_and_maintenance_behind_the_proxy(make_app) -> None:  # ty
         run.signal_group(signal.SIGTERM)
         code, err = run.finish()
     assert code == 128 + signal.SIGTERM, err
-    assert_no_failed(traffic)
+    traffic.assert_clean()
     assert web_containers(app) == serving and "Users r3" in app.page()
 
     # --maintenance: the proxy answers 503 with Retry-After while the web is off
@@ -189,7 +183,7 @@ def test_a_deploy_killed_while_the_old_web_drains_is_switched_back_by_recover(ma
         r = run_cli("-C", str(app.dir), "recover")
         assert r.returncode == 0, r.stderr
         t.join()
-    assert_no_failed(traffic)
+    traffic.assert_clean()
     assert long == [200]  # the request in flight at the switch finished on the old web
     assert web_containers(app) == before and "Users r1" in app.page()
     assert fingerprint(app) == db  # 0002 reverted
