@@ -14,7 +14,7 @@ set +e
 # two workers, a test file each at a time: most of the suite waits on Docker and PostgreSQL, and
 # files are independent (own Compose projects, ports, host cluster per worker);
 # COMPOSEKIT_TEST_WORKERS=0 runs it in one process
-"$V/pytest" -n "${COMPOSEKIT_TEST_WORKERS:-2}" --dist loadfile "$@"
+"$V/pytest" -n "${COMPOSEKIT_TEST_WORKERS:-2}" --dist loadfile --durations=40 "$@"
 rc=$?
 set -e
 if [ "$rc" = 5 ]; then echo "test.sh: pytest collected no tests — that is a failure" >&2; exit 1; fi
