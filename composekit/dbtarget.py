@@ -73,7 +73,7 @@ class DbTarget:
         )
 
     # -- the ledger: one reader, shared with the engine (Ledger's SQL and parser) ---------------
-    def read_state(self, database: str | None = None) -> DbState:
+    def read_state(self, database: str | None = None, via: PsqlSession | None = None) -> DbState:
         """Server version, cluster identity, database-level properties, the ledger (``None``
         without a ledger table), the cluster's roles and the database's size, in one round trip."""
         ledger = Ledger(self.ledger_table)
@@ -96,7 +96,8 @@ class DbTarget:
             f"SELECT json_build_object({facts}, 'ledger', NULL);\n"
             "\\endif\n"
         )
-        data = json.loads(self.psql(script=script, database=database, timeout=60))
+        out = via.script(script) if via else self.psql(script=script, database=database, timeout=60)
+        data = json.loads(out)
         rows = data["ledger"]
         return DbState(
             data["server"],
@@ -110,9 +111,10 @@ class DbTarget:
     def roles(self) -> set[str]:
         return set(self.psql("SELECT rolname FROM pg_roles", database="postgres").splitlines())
 
-    def ledger_rows(self) -> list[LedgerRow] | None:
-        """The whole ledger, or ``None`` without a ledger table."""
-        return self.read_state().ledger
+    def ledger_rows(self, via: PsqlSession | None = None) -> list[LedgerRow] | None:
+        """The whole ledger, or ``None`` without a ledger table (over ``via``, a session in the
+        app's database, if given)."""
+        return self.read_state(via=via).ledger
 
     def applied(self) -> list[str] | None:
         """Every applied ledger version, in order; ``None`` when there is no ledger table."""
@@ -258,23 +260,36 @@ class PsqlSession:
         for value in params or []:
             literal = str(value) if isinstance(value, int) else quote_literal(str(value))
             sql = sql.replace("%s", literal, 1)
+        lines = self._exchange(sql.rstrip().rstrip(";") + ";")
+        self.rows = [
+            tuple({"t": True, "f": False}.get(v, v) for v in ln.split("|")) for ln in lines
+        ]
+        return self
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.rows[0] if self.rows else None
+
+    def script(self, text: str) -> str:
+        """Run a psql script (``\\gset``, ``\\if`` … as psql reads them) and return what it
+        printed, as :meth:`DbTarget.psql` with ``script=`` does in a process of its own."""
+        return "\n".join(self._exchange(text.rstrip())).strip()
+
+    def _exchange(self, text: str) -> list[str]:
+        """Send ``text``, then read what it printed up to an end marker."""
         errors = len(self.session.errors)
-        self.rows = []
+        lines = []
         try:
-            self.session.send(sql.rstrip().rstrip(";") + ";")
+            self.session.send(text)
             self.session.send(f"\\echo {self.END}")
             while (line := self.session.read_line()) != self.END:
-                self.rows.append(tuple({"t": True, "f": False}.get(v, v) for v in line.split("|")))
+                lines.append(line)
         except proc.CommandFailed as exc:  # the session ended: Docker or the db container is down
             raise translate("docker compose exec psql", exc.stderr, exc.returncode) from exc
         if len(self.session.errors) > errors:
             raise DockerError(
                 f"psql: {self.session.errors[errors]}", hint="see PostgreSQL's message"
             )
-        return self
-
-    def fetchone(self) -> tuple[Any, ...] | None:
-        return self.rows[0] if self.rows else None
+        return lines
 
     def close(self) -> None:
         self.session.close()

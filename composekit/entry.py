@@ -13,4 +13,12 @@ def main() -> None:
         return
     from composekit.cli import main as cli_main
 
-    cli_main()
+    try:
+        cli_main()
+    finally:
+        # the interpreter's shutdown then skips the garbage collection of everything the command
+        # built (40-80 ms of a 0.8 s no-op deploy here); destructors and atexit still run, files
+        # are closed by their ``with`` blocks
+        import gc
+
+        gc.freeze()

@@ -408,7 +408,7 @@ class Session:
         try:
             self._p.stdin.write(line.encode() + b"\n")
             self._p.stdin.flush()
-        except BrokenPipeError:
+        except (BrokenPipeError, ValueError):  # the child ended; or it was found ended before
             self._failed()
 
     def read_line(self, *, timeout: float = 30) -> str:

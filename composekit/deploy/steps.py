@@ -10,9 +10,11 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
+from composekit import proc
 from composekit.backup import take_backup
 from composekit.buildcontext import built_from, context_fingerprint, record_build
 from composekit.config import BackupMode
+from composekit.dbtarget import DbTarget, PsqlSession
 from composekit.deploy.history import RunKind
 from composekit.deploy.lock import take_deploy_lock
 from composekit.deploy.recover import recover_leftover
@@ -38,7 +40,7 @@ from composekit.doctor import MIN_FREE_BYTES  # the floor `composekit doctor` ch
 from composekit.errors import ComposekitError, ConfigError, DockerError, UsageError, VerifyError
 from composekit.journal import Journal
 from composekit.lint import config_of, lint_migrations
-from composekit.migrations import compare, drift_error, version_key
+from composekit.migrations import LedgerRow, compare, drift_error, version_key
 from composekit.proxy import ADMIN_PORT
 from composekit.signals import shielded
 from composekit.vendor import check_vendored
@@ -187,15 +189,23 @@ class DeployLock(StateStep):
 
     def run(self) -> str:
         target = self.s.ctx.target
-        take_deploy_lock(target, self.s.lock, self.wait, self.s.progress)
-        recover_leftover(self.s)  # a run killed earlier: finish its undo before anything else
-        self.s.journal = Journal.start(
-            self.s.settings.project_dir, self.s.kind, env=self.s.ctx.env, step=self.name
-        )
-        if self.s.ctx.alembic:
-            self.s.ledger_before = target.alembic_revisions()
-        else:
-            rows = target.ledger_rows()
+        # the ledger is read over a psql session in the app's database, started beside the
+        # lock's (a docker exec each) and only read once the lock is held
+        reader = None if self.s.ctx.alembic else target.session(f"composekit deploy {self.name}", target.database)  # fmt: skip
+        try:
+            take_deploy_lock(target, self.s.lock, self.wait, self.s.progress)
+            recover_leftover(self.s)  # a run killed earlier: finish its undo before anything else
+            self.s.journal = Journal.start(
+                self.s.settings.project_dir, self.s.kind, env=self.s.ctx.env, step=self.name
+            )
+            if reader is None:
+                self.s.ledger_before = target.alembic_revisions()
+            else:
+                rows = ledger_over(target, reader)
+        finally:
+            if reader is not None:
+                reader.close()
+        if not self.s.ctx.alembic:
             self.s.ledger_before = [r.version for r in rows] if rows is not None else None
             if self.check_ledger and not self.s.ctx.opaque:  # refused by the migrator: now
                 _, problems = compare(rows or [], self.s.ctx.source)
@@ -210,6 +220,15 @@ class DeployLock(StateStep):
         return (
             f"ledger at {current}; pending: {', '.join(self.s.pending()) or 'none'}{after}{linted}"
         )
+
+
+def ledger_over(target: DbTarget, reader: PsqlSession) -> list[LedgerRow] | None:
+    """The ledger, read over ``reader`` — or by a psql of its own if that session is gone (an
+    undo of the deploy this one waited for may have replaced the database under it)."""
+    try:
+        return target.ledger_rows(via=reader)
+    except DockerError:
+        return target.ledger_rows()
 
 
 class TakeBackup(StateStep):
@@ -250,23 +269,26 @@ class BuildImages(StateStep):
         return f"remember the running {self.s.settings.web_service} image, build the new one"
 
     def run(self) -> str:
-        st, web = self.s.settings, self.s.web
-        web.previous = self.s.project.image_of(st.web_service)
-        web.name = self.s.project.image_name(st.web_service)
-        self.s.checkpoint()  # the tag it is about to move, and where it pointed
+        st, web, project = self.s.settings, self.s.web, self.s.project
+        web.name = project.image_name(st.web_service)
+        # three reads of the engine at once (each a docker CLI call): the running web's image,
+        # what its tag points at now, and — in this thread — the base images of the fingerprint
+        running = proc.Later(lambda: project.image_of(st.web_service))
+        tagged = proc.Later(lambda: project.local_image_id(web.name))
         services = [st.web_service]
-        if st.layout.has_migrator and self.s.project.image_name(st.migrator_service) != web.name:
+        if st.layout.has_migrator and project.image_name(st.migrator_service) != web.name:
             services.append(st.migrator_service)
-        project = self.s.project
         build = project.config().get("services", {}).get(st.web_service, {}).get("build")
         fp = (
             context_fingerprint(build, project.local_image_id)
             if build and len(services) == 1
             else None
         )
+        web.previous = running.result()
+        self.s.checkpoint()  # the tag it is about to move, and where it pointed
         before = built_from(st.project_dir, web.name) if fp else None
         if before and web.previous and before == (fp, web.previous):
-            if project.local_image_id(web.name) == web.previous:
+            if tagged.result() == web.previous:
                 web.new = web.previous
                 return (
                     f"{web.name} {short(web.new)}: build skipped, its context, Dockerfile, "

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from composekit.compose import ComposeProject
-from composekit.errors import ExitCode
+from composekit.errors import DockerError, ExitCode
 from composekit.images import POSTGRES_IMAGE, PYTHON_IMAGE
 from tests.apps import database_state
 from tests.helpers import on_a_terminal, run_cli
@@ -602,3 +602,34 @@ def test_backup_and_restore_show_how_far_they_are_on_a_terminal_in_ci_logs_and_a
     )
     assert code == 0, text
     assert f"\r… restoring {name}: " in text and f"{name}: 100.0% (" in text, text
+
+
+def test_the_ledger_read_over_a_session_is_the_one_a_psql_of_its_own_reads(
+    seeded: ComposeProject,
+) -> None:
+    """A deploy's lock step reads the ledger over a psql session started beside the lock's: the
+    same rows as a psql of its own; none without a ledger table; and the same rows again when the
+    server ended that session while the deploy waited for the lock (another deploy's undo
+    replaced the database)."""
+    from contextlib import closing
+
+    from composekit.config import load_settings
+    from composekit.dbtarget import DbTarget
+    from composekit.deploy.steps import ledger_over
+
+    target = DbTarget.from_settings(load_settings(seeded.project_dir))
+    plain = target.ledger_rows()
+    assert plain is not None and [r.version for r in plain] == ["0001", "0002"]
+    with closing(target.session("ledger reader", target.database)) as reader:
+        assert ledger_over(target, reader) == plain
+        target.psql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'ledger reader'",
+            database="postgres",
+        )
+        time.sleep(0.5)
+        with pytest.raises(DockerError):  # the session is gone …
+            target.ledger_rows(via=reader)
+        assert ledger_over(target, reader) == plain  # … and a psql of its own reads it
+    with closing(target.session("ledger reader", "postgres")) as elsewhere:
+        assert target.ledger_rows(via=elsewhere) is None
