@@ -18,7 +18,7 @@ undo switches back the same way (old serving again, new drained, then removed).
 from __future__ import annotations
 
 import time
-import urllib.request
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from composekit.compose import ServiceState
@@ -26,6 +26,9 @@ from composekit.deploy.health import answers_200, fetch_status
 from composekit.deploy.state import DeployState
 from composekit.errors import DockerError
 from composekit.proxy import Proxy
+
+if TYPE_CHECKING:
+    from urllib.request import Request
 
 PROBES_IN_A_ROW = 3
 
@@ -148,7 +151,7 @@ def probe(s: DeployState, proxy: Proxy, *, release: bool) -> None:
     for name in s.gen.new:
         req = proxy.probe_request(path, name)
 
-        def fetch(req: urllib.request.Request = req) -> str:
+        def fetch(req: Request = req) -> str:
             return fetch_status(req, s.deadline.remaining(3) + 0.1)
 
         where = f" (through {proxy.service}, on {name})"

@@ -12,8 +12,6 @@ undo of the web is ``docker service rollback`` (or Swarm's own, when it already 
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
@@ -244,6 +242,9 @@ class SwarmWeb(StateStep):
         """Wait until the proxy sends to the web: any answer but HAProxy's own 503 (a new proxy
         finds the tasks by DNS and health-checks them first). Only where the proxy runs on this
         node: its port is published on the host that runs it."""
+        import urllib.error
+        import urllib.request
+
         p, proxy = stack(self.s), self.s.settings.proxy_service
         if not p.ps([proxy], all=False):
             return

@@ -24,6 +24,21 @@ def test_help_lists_examples_and_does_not_import_heavy_modules() -> None:
     assert "HEAVY [] 0" in r.stdout
 
 
+def test_a_deploy_imports_no_http_client_until_it_probes() -> None:
+    """The whole deploy machinery and the CLI load without ``http.client`` (and the email and
+    ssl modules it pulls in, 25 ms here): only a web rollout probes over HTTP."""
+    code = (
+        "import sys\n"
+        "import composekit.cli, composekit.deploy.run, composekit.deploy.swarm\n"
+        "print(sorted(m for m in ('http.client', 'urllib.request', 'ssl') if m in sys.modules))\n"
+        "from composekit.deploy.health import fetch_status\n"
+        "print(fetch_status('http://127.0.0.1:9/', 1))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["[]", "ConnectionRefusedError"]
+
+
 def test_package_names_load_on_first_use() -> None:
     """``composekit.deploy`` and ``composekit.migrations`` name their API without importing it:
     a restore or a backup does not pay for the deploy machinery (about 0.1 s at every start)."""
