@@ -24,44 +24,46 @@ def test_help_lists_examples_and_does_not_import_heavy_modules() -> None:
     assert "HEAVY [] 0" in r.stdout
 
 
+def in_a_fresh_python(*lines: str) -> list[str]:
+    """What ``lines``, run by a new interpreter (nothing imported yet), print."""
+    r = subprocess.run([sys.executable, "-c", "\n".join(lines)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
+
+
 def test_a_deploy_imports_no_http_client_until_it_probes() -> None:
     """The whole deploy machinery and the CLI load without ``http.client`` (and the email and
     ssl modules it pulls in, 25 ms here): only a web rollout probes over HTTP."""
-    code = (
-        "import sys\n"
-        "import composekit.cli, composekit.deploy.run, composekit.deploy.swarm\n"
-        "print(sorted(m for m in ('http.client', 'urllib.request', 'ssl') if m in sys.modules))\n"
-        "from composekit.deploy.health import fetch_status\n"
-        "print(fetch_status('http://127.0.0.1:9/', 1))\n"
-    )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines() == ["[]", "ConnectionRefusedError"]
+    assert in_a_fresh_python(
+        "import sys",
+        "import composekit.cli, composekit.deploy.run, composekit.deploy.swarm",
+        "print(sorted(m for m in ('http.client', 'urllib.request', 'ssl') if m in sys.modules))",
+        "from composekit.deploy.health import fetch_status",
+        "print(fetch_status('http://127.0.0.1:9/', 1))",
+    ) == ["[]", "ConnectionRefusedError"]
 
 
 def test_package_names_load_on_first_use() -> None:
     """``composekit.deploy`` and ``composekit.migrations`` name their API without importing it:
     a restore or a backup does not pay for the deploy machinery (about 0.1 s at every start)."""
-    code = (
-        "import sys\n"
-        "from composekit import deploy, migrations\n"
-        "from composekit.deploy import take_deploy_lock\n"
-        "from composekit.migrations import Ledger\n"
+    said = in_a_fresh_python(
+        "import sys",
+        "from composekit import deploy, migrations",
+        "from composekit.deploy import take_deploy_lock",
+        "from composekit.migrations import Ledger",
         "loaded = sorted(m for m in sys.modules if m.startswith(('composekit.deploy.', "
-        "'composekit.migrations.')))\n"
-        "print('LOADED', loaded)\n"
-        "for pkg in (deploy, migrations):\n"
-        "    for name in pkg.__all__:\n"
-        "        getattr(pkg, name)\n"
-        "print('ALL', 'composekit.deploy.recover' in sys.modules, migrations.Migrator.__module__)\n"
+        "'composekit.migrations.')))",
+        "print('LOADED', loaded)",
+        "for pkg in (deploy, migrations):",
+        "    for name in pkg.__all__:",
+        "        getattr(pkg, name)",
+        "print('ALL', 'composekit.deploy.recover' in sys.modules, migrations.Migrator.__module__)",
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    loaded = r.stdout.splitlines()[0]
+    loaded = said[0]
     assert "composekit.deploy.lock" in loaded and "composekit.migrations.ledger" in loaded
     for heavy in ("deploy.recover", "deploy.run", "deploy.state", "migrations.runner"):
         assert f"composekit.{heavy}'" not in loaded, loaded
-    assert r.stdout.splitlines()[1] == "ALL True composekit.migrations.runner"
+    assert said[1] == "ALL True composekit.migrations.runner"
     bad = subprocess.run(
         [sys.executable, "-c", "import composekit.deploy as d; d.no_such_name"],
         capture_output=True,
