@@ -7,9 +7,9 @@ Baseline (what teams copy today, each round with one new pending migration):
     docker compose up -d --build web
 composekit deploy does more in the same round: verified backup + manifest, lock, ledger checks,
 verify step, a rollout behind the proxy (new web beside the old, healthy, switch, drain). Also timed:
-a deploy with nothing to do. During every timed run, visitors start a request through the proxy
-every 25 ms, whatever the answers' latency (tests/apps.py's Traffic); each answer that is not a
-200 counts as a failed request.
+a deploy with nothing to do. During every timed run, six visitors request the site through the
+proxy, a request every 25 ms in all (tests/apps.py's Traffic); each answer that is not a 200
+counts as a failed request.
 
 Run: .venv/bin/python bench/deploy.py [--rounds 3]
 """

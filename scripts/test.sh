@@ -12,11 +12,9 @@ V="$ROOT/.venv/bin"
 "$V/lint-imports" --no-cache >/dev/null || "$V/lint-imports" --no-cache  # the layers, as a contract
 set +e
 # two workers, a test file each at a time: most of the suite waits on Docker and PostgreSQL, and
-# files are independent (own Compose projects, ports, host cluster per worker), taken in the
-# order tests/conftest.py sets (the swarm module first, with the engine to itself, beside the
-# files that need no engine);
+# files are independent (own Compose projects, ports, host cluster per worker);
 # COMPOSEKIT_TEST_WORKERS=0 runs it in one process
-"$V/pytest" -n "${COMPOSEKIT_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder --durations=40 "$@"
+"$V/pytest" -n "${COMPOSEKIT_TEST_WORKERS:-2}" --dist loadfile --durations=40 "$@"
 rc=$?
 set -e
 if [ "$rc" = 5 ]; then echo "test.sh: pytest collected no tests — that is a failure" >&2; exit 1; fi

@@ -60,29 +60,6 @@ def no_leftover_processes() -> Iterator[None]:
             run.p.wait(timeout=30)
 
 
-# -- the order of the files, for two workers ----------------------------------------------------
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Files in the order two workers should take them (scripts/test.sh turns xdist's own
-    reordering off): the swarm module first — it has the engine to itself for minutes, and the
-    other worker meanwhile runs the files that never use the engine (unit, db) — then the
-    end-to-end files, those with the most tests first, so that the last ones are short."""
-    group: dict[str, int] = {}  # per file: 0 swarm, 1 no engine, 2 end-to-end
-    count: dict[str, int] = {}
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        kind = 0 if "swarm" in item.fixturenames else 2 if item.get_closest_marker("e2e") else 1
-        group[path] = min(group.get(path, kind), kind)
-        count[path] = count.get(path, 0) + 1
-
-    def rank(item: pytest.Item) -> tuple[int, int]:
-        path = item.nodeid.split("::")[0]
-        return (group[path], -count[path] if group[path] == 2 else 0)
-
-    items.sort(key=rank)  # stable: within a file (and a group) the collected order stays
-
-
 # -- Docker ------------------------------------------------------------------------------------
 
 

@@ -224,10 +224,12 @@ class DeployLock(StateStep):
 
 def ledger_over(target: DbTarget, reader: PsqlSession) -> list[LedgerRow] | None:
     """The ledger, read over ``reader`` — or by a psql of its own if that session is gone (an
-    undo of the deploy this one waited for may have replaced the database under it)."""
+    undo of the deploy this one waited for may have replaced the database under it) or printed
+    no answer (an error of the read, whose message reaches the session's stderr late: the psql
+    of its own stops on it and says it)."""
     try:
         return target.ledger_rows(via=reader)
-    except DockerError:
+    except (DockerError, ValueError):
         return target.ledger_rows()
 
 
