@@ -6,6 +6,7 @@ and knows how to undo itself (see :mod:`composekit.deploy.runner`).
 
 from __future__ import annotations
 
+import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
@@ -198,9 +199,10 @@ class DeployLock(StateStep):
             self.s.journal = Journal.start(
                 self.s.settings.project_dir, self.s.kind, env=self.s.ctx.env, step=self.name
             )
-            if reader is None:
+            if self.s.ctx.alembic:
                 self.s.ledger_before = target.alembic_revisions()
             else:
+                assert reader is not None
                 rows = ledger_over(target, reader)
         finally:
             if reader is not None:
@@ -229,7 +231,7 @@ def ledger_over(target: DbTarget, reader: PsqlSession) -> list[LedgerRow] | None
     of its own stops on it and says it)."""
     try:
         return target.ledger_rows(via=reader)
-    except (DockerError, ValueError):
+    except (DockerError, json.JSONDecodeError):
         return target.ledger_rows()
 
 
@@ -273,24 +275,22 @@ class BuildImages(StateStep):
     def run(self) -> str:
         st, web, project = self.s.settings, self.s.web, self.s.project
         web.name = project.image_name(st.web_service)
-        # three reads of the engine at once (each a docker CLI call): the running web's image,
-        # what its tag points at now, and — in this thread — the base images of the fingerprint
-        running = proc.Later(lambda: project.image_of(st.web_service))
-        tagged = proc.Later(lambda: project.local_image_id(web.name))
         services = [st.web_service]
         if st.layout.has_migrator and project.image_name(st.migrator_service) != web.name:
             services.append(st.migrator_service)
         build = project.config().get("services", {}).get(st.web_service, {}).get("build")
-        fp = (
-            context_fingerprint(build, project.local_image_id)
-            if build and len(services) == 1
-            else None
-        )
+        skippable = bool(build) and len(services) == 1  # a build it can fingerprint
+        # the engine's reads at once (each a docker CLI call): the running web's image, what its
+        # tag points at now (only where the build may be skipped), and — in this thread — the
+        # base images of the fingerprint
+        running = proc.Later(lambda: project.image_of(st.web_service))
+        tagged = proc.Later(lambda: project.local_image_id(web.name)) if skippable else None
+        fp = context_fingerprint(build, project.local_image_id) if skippable else None
         web.previous = running.result()
         self.s.checkpoint()  # the tag it is about to move, and where it pointed
         before = built_from(st.project_dir, web.name) if fp else None
         if before and web.previous and before == (fp, web.previous):
-            if tagged.result() == web.previous:
+            if tagged is not None and tagged.result() == web.previous:
                 web.new = web.previous
                 return (
                     f"{web.name} {short(web.new)}: build skipped, its context, Dockerfile, "
