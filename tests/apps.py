@@ -60,6 +60,14 @@ class App:
         with urllib.request.urlopen(f"http://127.0.0.1:{port or self.ports[0]}/", timeout=5) as r:
             return str(r.read().decode())
 
+    def up(self, wait_timeout: int, scales: dict[str, int] | None = None) -> None:
+        """A bare ``docker compose up --build --wait``, then the first page through the proxy:
+        ``--wait`` waits for the webs' healthchecks, not for the proxy (it has none), whose
+        servers start unresolved (init-addr none) and come up with its first DNS answer and
+        check, a second or so later (a deploy probes through the proxy before it returns)."""
+        self.project.up(build=True, wait=True, wait_timeout=wait_timeout, scales=scales)
+        self.page_soon(limit=15)
+
     def page_soon(self, limit: float = 30) -> str:
         """The page, once the web answers again (e.g. after a restore started it again)."""
         deadline = time.monotonic() + limit
